@@ -1,0 +1,30 @@
+"""Shared test fixtures. The plugin itself points TORCHINDUCTOR_CACHE_DIR at .pytest_cache,
+so every pytester subprocess inherits one warm inductor cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch  # noqa: F401  pytester's in-process runs drop modules they imported; torch's C
+# extension cannot be imported a second time, so the outer process holds it once for all.
+
+MODELS = (Path(__file__).parent / "examples" / "models.py").read_text()
+SUBPROCESS_TIMEOUT = 600
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester directory where ``from models import ...`` gives the example models."""
+    pytester.makepyfile(models=MODELS)
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run pytest in a fresh process: Dynamo's global state must not leak between runs."""
+    return pytester.runpytest_subprocess("-p", "no:randomly", *args, timeout=SUBPROCESS_TIMEOUT)
+
+
+@pytest.fixture
+def run_pytest():
+    return run

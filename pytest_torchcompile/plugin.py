@@ -1,0 +1,332 @@
+"""pytest hooks, options, markers and fixtures. Thin: the engine lives in the core modules.
+
+No torch at import time: ``pytest --help`` and suites without compile checks stay fast.
+Torch loads when a mode or backend must be validated or a check runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import pytest
+
+from .benchmark import benchmark_session, record_entries, speed_skip_reason
+from .errors import CheckSkipped, CompileCheckError, SettingsError
+from .records import PROPERTY_NAME, CheckRecord
+from .settings import DEFAULT_BACKEND, DEFAULT_MODE, CompileSettings, parse_marker
+
+MARKERS = ("compile_equivalent", "compile_faster")
+MARKER_DOCS = {
+    "compile_equivalent": (
+        "compile_equivalent(inputs=..., dims=..., modes=..., backend=..., dynamic=..., "
+        "fullgraph=..., options=..., rtol=..., atol=..., examples=20, grad=False, seed=..., "
+        "device='cpu', max_graph_breaks=..., max_recompiles=..., max_compile_time=...): the "
+        "test returns a model (or (model, inputs)); it is compiled under every "
+        "--compile-modes mode and checked against eager on Hypothesis-drawn shapes."
+    ),
+    "compile_faster": (
+        "compile_faster(min_speedup=..., inputs=..., dims=..., max_time=5.0, "
+        "max_memory_ratio=..., grad=False, ...): the test returns a model; compiled must be "
+        "at least min_speedup times faster than eager, by paired interleaved timing with a "
+        "95% confidence interval."
+    ),
+}
+STATE = pytest.StashKey["PluginState"]()
+
+
+@dataclasses.dataclass
+class PluginState:
+    modes: tuple[str, ...]
+    settings: CompileSettings
+    examples_override: int | None
+    cold_root: str | None
+    records: list[CheckRecord] = dataclasses.field(default_factory=list)
+    regressions: tuple[str, ...] = ()
+    improvements: tuple[str, ...] = ()
+
+    def cache_dir(self) -> str | None:
+        return tempfile.mkdtemp(dir=self.cold_root) if self.cold_root else None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("torchcompile", "torch.compile checks (pytest-torchcompile)")
+    group.addoption("--compile-modes", metavar="MODES",
+                    help="comma-separated torch.compile modes to check every marked test under, "
+                         "e.g. default,max-autotune (default: ini compile_modes, else 'default')")
+    group.addoption("--compile-backend", metavar="NAME",
+                    help="torch.compile backend (default: ini compile_backend, else 'inductor')")
+    group.addoption("--compile-examples", type=int, metavar="N",
+                    help="Hypothesis examples per equivalence check; overrides the markers' "
+                         "examples= (default 20)")
+    group.addoption("--compile-report", metavar="PATH",
+                    help="write a JSON report of every compile check and the environment")
+    group.addoption("--compile-baseline", metavar="PATH",
+                    help="compare with a saved --compile-report; regressions fail the session")
+    group.addoption("--compile-baseline-tolerance", type=float, default=0.25, metavar="FRACTION",
+                    help="compile-time growth tolerated against the baseline (default 0.25)")
+    group.addoption("--compile-cache-dir", metavar="PATH",
+                    help="inductor cache directory (default: under .pytest_cache, or "
+                         "TORCHINDUCTOR_CACHE_DIR if set)")
+    group.addoption("--compile-cold", action="store_true",
+                    help="compile every check in a fresh, empty cache: honest cold compile times")
+    parser.addini("compile_modes", "default torch.compile modes (comma-separated)",
+                  default=DEFAULT_MODE)
+    parser.addini("compile_backend", "default torch.compile backend", default=DEFAULT_BACKEND)  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for doc in MARKER_DOCS.values():
+        config.addinivalue_line("markers", doc)
+    modes_text = config.getoption("compile_modes") or config.getini("compile_modes")
+    backend = config.getoption("compile_backend") or config.getini("compile_backend")
+    examples = config.getoption("compile_examples")
+    try:
+        if modes_text.strip() == DEFAULT_MODE and backend == DEFAULT_BACKEND:
+            modes = (DEFAULT_MODE,)  # nothing to validate: don't import torch yet
+            settings = CompileSettings()
+        else:
+            from .settings import check_backend, parse_modes
+
+            modes = parse_modes(modes_text)
+            settings = CompileSettings(backend=check_backend(backend))
+            for mode in modes:
+                settings.replace(mode=mode).validate_names()
+        if examples is not None:
+            settings = settings.replace(examples=examples)
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+    cold_root = tempfile.mkdtemp(prefix="torchcompile-cold-") if config.getoption(
+        "compile_cold") else None  # fmt: skip
+    state = PluginState(modes, settings, examples, cold_root)
+    config.stash[STATE] = state
+    _set_cache_dir(config)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Controller(config, state), "torchcompile-controller")
+
+
+def _set_cache_dir(config: pytest.Config) -> None:
+    """Keep inductor's cache with pytest's, so a second run (and CI's cache) is warm."""
+    chosen = config.getoption("compile_cache_dir")
+    if chosen:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(chosen)
+    elif "TORCHINDUCTOR_CACHE_DIR" not in os.environ and config.cache is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(config.cache.mkdir("torchcompile-inductor"))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.cold_root:
+        shutil.rmtree(state.cold_root, ignore_errors=True)
+
+
+def _marker_args(item: Any) -> list:
+    found = []
+    for name in MARKERS:
+        marker = item.get_closest_marker(name)
+        if marker is not None:
+            found.append(parse_marker(name, marker.args, marker.kwargs))
+    return found
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    try:
+        markers = _marker_args(metafunc.definition)
+        problem = None
+    except SettingsError as error:
+        markers, problem = [], f"{metafunc.definition.nodeid}: {error}"
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    if not markers and "compile_mode" not in metafunc.fixturenames:
+        return
+    state = metafunc.config.stash[STATE]
+    modes = [m for m in state.modes if all(a.modes is None or m in a.modes for a in markers)]
+    if "compile_mode" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("compile_mode")
+    if any(a.marker == "compile_faster" for a in markers) and benchmark_session(metafunc.config):
+        if "benchmark" not in metafunc.fixturenames:  # so --benchmark-only/-skip see it
+            metafunc.fixturenames.append("benchmark")
+    if modes:
+        metafunc.parametrize("compile_mode", modes, ids=modes)
+        return
+    wanted = sorted({m for a in markers for m in (a.modes or ())})
+    reason = (f"marker modes {wanted} do not intersect --compile-modes "
+              f"{list(state.modes)}: nothing to run")  # fmt: skip
+    metafunc.parametrize(
+        "compile_mode", [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+        ids=["no-mode"],
+    )  # fmt: skip
+
+
+@pytest.fixture
+def compile_mode(request: pytest.FixtureRequest) -> str:
+    """The torch.compile mode this test runs under; parametrizes it over --compile-modes."""
+    return getattr(request, "param", request.config.stash[STATE].modes[0])
+
+
+def _checker(item: Any, mode: str) -> Any:
+    from .checker import CompileChecker
+
+    state = item.config.stash[STATE]
+
+    def on_record(record: CheckRecord) -> None:
+        item.user_properties.append((PROPERTY_NAME, record.to_json()))
+
+    def on_timing(record: CheckRecord, timing: Any) -> None:
+        fixture = item.funcargs.get("benchmark")
+        if fixture is not None and benchmark_session(item.config) is not None:
+            record_entries(fixture, record, timing)
+
+    return CompileChecker(
+        state.settings.replace(mode=mode), test_id=item.nodeid, cache_dir=state.cache_dir,
+        on_record=on_record, on_timing=on_timing,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def torchcompile(request: pytest.FixtureRequest, compile_mode: str) -> Any:
+    """The engine, bound to this test's mode: ``.compile``, ``.assert_equivalent``,
+    ``.assert_faster``; every check it runs is recorded like a marker's."""
+    return _checker(request.node, compile_mode)
+
+
+def split_returned(returned: Any) -> tuple[Any, Any]:
+    """A marked test returns the model, or (model, inputs)."""
+    if isinstance(returned, tuple) and len(returned) == 2 and callable(returned[0]):
+        return returned
+    if callable(returned) and not isinstance(returned, type):
+        return returned, None
+    raise CompileCheckError(
+        f"a test marked for compile checks must return the model under test (an nn.Module or "
+        f"any callable) or (model, inputs); it returned {_short(returned)}"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"a {type(value).__name__}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    markers = _marker_args(pyfuncitem)
+    if not markers:
+        return None
+    state = pyfuncitem.config.stash[STATE]
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    returned = pyfuncitem.obj(**args)
+    if inspect.isawaitable(returned):
+        raise CompileCheckError("compile checks need a plain (not async) test function")
+    model, returned_inputs = split_returned(returned)
+    checker = _checker(pyfuncitem, pyfuncitem.callspec.params["compile_mode"])
+    for marker in markers:
+        overrides = dict(marker.overrides)
+        if state.examples_override is not None:
+            overrides.pop("examples", None)
+        inputs = returned_inputs if returned_inputs is not None else marker.inputs
+        if marker.marker == "compile_faster":
+            reason = speed_skip_reason(pyfuncitem.config)
+            if reason:
+                pytest.skip(reason)
+        check = (checker.assert_equivalent if marker.marker == "compile_equivalent"
+                 else checker.assert_faster)  # fmt: skip
+        try:
+            check(model, inputs, dims=marker.dims, **overrides)
+        except CheckSkipped as skip:
+            pytest.skip(str(skip))
+        except SettingsError as error:
+            raise CompileCheckError(f"@{marker.marker}: {error}") from None
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    report = yield
+    marked = any(item.get_closest_marker(name) for name in MARKERS)
+    if not marked:
+        return report
+    if call.excinfo is not None and call.excinfo.errisinstance(CompileCheckError):
+        if item.config.getoption("tbstyle", "auto") != "long":
+            report.longrepr = str(call.excinfo.value)
+    if report.skipped and not any(n == PROPERTY_NAME for n, _ in report.user_properties):
+        mode = getattr(item, "callspec", None) and item.callspec.params.get("compile_mode")
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        for name in MARKERS:
+            if item.get_closest_marker(name):
+                record = CheckRecord(item.nodeid, name.removeprefix("compile_"), mode or "-",
+                                     "", "", "skipped", reason.removeprefix("Skipped: "))  # fmt: skip
+                report.user_properties.append((PROPERTY_NAME, record.to_json()))
+    return report
+
+
+class Controller:
+    """Lives in the controlling process only (not in xdist workers): collects every record
+    from the test reports, prints the one table, writes the one report."""
+
+    def __init__(self, config: pytest.Config, state: PluginState) -> None:
+        self.config = config
+        self.state = state
+        self._seen: set[str] = set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == PROPERTY_NAME and value not in self._seen:
+                self._seen.add(value)
+                self.state.records.append(CheckRecord.from_json(value))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from . import report
+
+        config, state = self.config, self.state
+        path = config.getoption("compile_report")
+        if path:
+            env = report.environment(state.modes, state.settings.backend)
+            report.write_report(path, state.records, env)
+        baseline = config.getoption("compile_baseline")
+        if not baseline:
+            return
+        try:
+            saved = report.read_report(baseline)
+        except SettingsError as error:
+            state.regressions = (str(error),)
+        else:
+            tolerance = config.getoption("compile_baseline_tolerance")
+            result = report.compare_to_baseline(state.records, saved, tolerance)
+            state.regressions, state.improvements = result.regressions, result.improvements
+        if state.regressions and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        from .report import render_table
+
+        config, state, tr = self.config, self.state, terminalreporter
+        if state.records:
+            tr.write_sep("=", "torch.compile checks")
+            for line in render_table(state.records, config.getoption("verbose")):
+                tr.write_line(line)
+        if config.getoption("compile_baseline"):
+            tr.write_sep("=", "torch.compile baseline")
+            for line in state.regressions:
+                tr.write_line(f"REGRESSION {line}", red=True)
+            for line in state.improvements:
+                tr.write_line(f"improved   {line}", green=True)
+            if not state.regressions:
+                tr.write_line("no regressions against the baseline")
+        if config.getoption("compile_report"):
+            tr.write_line(f"compile report written to {config.getoption('compile_report')}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    import torch
+
+    machine_info["torch"] = torch.__version__
+    machine_info["cuda"] = torch.version.cuda
+    if torch.cuda.is_available():
+        machine_info["gpus"] = [
+            torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+        ]

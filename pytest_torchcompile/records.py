@@ -1,0 +1,67 @@
+"""One record per check: what the table, the JSON report and the baseline read.
+
+Torch-free and JSON round-trippable, so records can travel from xdist workers inside
+``report.user_properties`` and be read back from a saved report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+PROPERTY_NAME = "torchcompile"
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckRecord:
+    test_id: str
+    check: str  # "equivalent" or "faster"
+    mode: str
+    backend: str
+    device: str
+    outcome: str  # "passed", "failed" or "skipped"
+    message: str | None = None
+    compile_seconds: float | None = None
+    graphs: int | None = None
+    graph_breaks: tuple[dict[str, Any], ...] = ()
+    recompiles: tuple[str, ...] = ()
+    examples: int | None = None
+    max_error: float | None = None
+    max_error_path: str | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    speedup: float | None = None
+    speedup_low: float | None = None
+    speedup_high: float | None = None
+    rounds: int | None = None
+    eager_median: float | None = None
+    compiled_median: float | None = None
+    eager_peak_memory: int | None = None
+    compiled_peak_memory: int | None = None
+
+    @property
+    def key(self) -> str:
+        """How a record is matched against its baseline."""
+        return f"{self.test_id}::{self.check}::{self.mode}"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["graph_breaks"] = list(self.graph_breaks)
+        data["recompiles"] = list(self.recompiles)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckRecord:
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["graph_breaks"] = tuple(data.get("graph_breaks", ()))
+        data["recompiles"] = tuple(data.get("recompiles", ()))
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CheckRecord:
+        return cls.from_dict(json.loads(text))

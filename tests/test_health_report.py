@@ -1,0 +1,117 @@
+"""Compile health gates, the table, the JSON report, baselines, JUnit XML and xdist."""
+
+import json
+
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SUITE = """
+from models import MLP, GraphBreaker, ShapeBranch
+from pytest_torchcompile import TensorSpec, compile_equivalent
+
+@compile_equivalent(inputs=[TensorSpec("batch", 128)], dims={"batch": (2, 6)}, examples=3)
+def test_mlp():
+    return MLP().eval()
+
+@compile_equivalent(inputs=[TensorSpec("batch", 16)], dims={"batch": (2, 6)}, examples=3,
+                    max_graph_breaks=BREAKS)
+def test_graph_breaker():
+    return GraphBreaker().eval()
+
+@compile_equivalent(inputs=[TensorSpec("batch", 8)], dims={"batch": (2, 12)}, examples=12,
+                    dynamic=False, max_recompiles=RECOMPILES, seed=3)
+def test_shape_branch():
+    return ShapeBranch().eval()
+"""
+
+
+def test_gates_list_reasons_and_locations(suite):
+    suite.makepyfile(test_health=SUITE.replace("BREAKS", "0").replace("RECOMPILES", "1"))
+    result = run(suite, "-v")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "1 graph break(s), max_graph_breaks=0:",
+        "  *models.py:91: Unsupported Tensor.item() call with capture_scalar_outputs=False*",
+    ])  # fmt: skip
+    result.stdout.fnmatch_lines(["* recompile(s), max_recompiles=1:",
+                                 "  forward (*models.py:*): *size mismatch at index 0*"])  # fmt: skip
+    # -v: the table plus each break's reason
+    result.stdout.fnmatch_lines(["3 compile checks: 1 passed, 2 failed",
+                                 "test * mode * check * outcome * compile s * graphs * breaks*",
+                                 "*graph break: *models.py:91: Unsupported Tensor.item()*"])  # fmt: skip
+    quiet = run(suite, "-q", "-k", "mlp")
+    quiet.stdout.fnmatch_lines(["1 compile checks: 1 passed"])
+    assert "graph break:" not in quiet.stdout.str()
+
+
+def test_report_baseline_round_trip_and_junit(suite, tmp_path):
+    """Save a report with loose limits; a run that breaks more graphs is a regression."""
+    base = tmp_path / "base.json"
+    suite.makepyfile(test_health=SUITE.replace("BREAKS", "5").replace("RECOMPILES", "20"))
+    first = run(suite, f"--compile-report={base}", f"--junitxml={tmp_path / 'j.xml'}")
+    first.assert_outcomes(passed=3)
+    report = json.loads(base.read_text())
+    assert report["format"] == "pytest-torchcompile-report" and report["version"] == 1
+    assert report["environment"]["torch"].startswith("2.")
+    records = {r["test_id"].split("::")[-1]: r for r in report["records"]}
+    assert set(records) == {"test_mlp[default]", "test_graph_breaker[default]",
+                            "test_shape_branch[default]"}  # fmt: skip
+    assert len(records["test_graph_breaker[default]"]["graph_breaks"]) == 1
+    assert records["test_mlp[default]"]["compile_seconds"] > 0
+    assert 'name="torchcompile"' in (tmp_path / "j.xml").read_text()
+
+    same = run(suite, f"--compile-baseline={base}")
+    same.assert_outcomes(passed=3)
+    same.stdout.fnmatch_lines(["no regressions against the baseline"])
+    assert same.ret == 0
+
+    # The user's model gains a second graph break: the session fails with one line.
+    suite.makepyfile(models=(suite.path / "models.py").read_text().replace(
+        "        return self.b(h / (scale + 1.0))",
+        "        h = self.b(h / (scale + 1.0))\n        print('debug', h.shape)\n        return h",
+    ))  # fmt: skip
+    worse = run(suite, f"--compile-baseline={base}")
+    worse.assert_outcomes(passed=3)
+    assert worse.ret == pytest.ExitCode.TESTS_FAILED
+    worse.stdout.fnmatch_lines(["REGRESSION *test_graph_breaker[[]default[]] [[]default, "
+                                "equivalent[]]: graph breaks grew from 1 to 2"])  # fmt: skip
+
+
+def test_bad_baseline_is_reported_not_crashed(suite, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    suite.makepyfile("def test_plain(): pass")
+    result = run(suite, f"--compile-baseline={bad}")
+    result.stdout.fnmatch_lines(["REGRESSION *is not a pytest-torchcompile report*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_xdist_records_reach_the_controller(suite, tmp_path):
+    report = tmp_path / "r.json"
+    suite.makepyfile(test_health=SUITE.replace("BREAKS", "5").replace("RECOMPILES", "20"))
+    result = run(suite, "-n", "2", f"--compile-report={report}")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["3 compile checks: 3 passed"])
+    assert len(json.loads(report.read_text())["records"]) == 3
+
+
+def test_cache_dir_defaults_under_pytest_cache_and_cold_is_fresh(suite, monkeypatch):
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    suite.makepyfile("""
+        import os
+        from models import MLP
+        from pytest_torchcompile import TensorSpec, compile_equivalent
+
+        @compile_equivalent(inputs=[TensorSpec(2, 128)], examples=1)
+        def test_mlp():
+            return MLP().eval()
+
+        def test_where():
+            print("CACHE", os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    """)
+    result = run(suite, "-s", "--compile-cold")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["CACHE */.pytest_cache/d/torchcompile-inductor"])

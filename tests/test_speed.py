@@ -1,0 +1,82 @@
+"""compile_faster with real inductor timing: pass, fail with evidence, skip with reasons."""
+
+import json
+
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+SPEED = """
+import torch
+from models import PointwiseChain
+from pytest_torchcompile import TensorSpec, compile_faster
+
+class MatMul(torch.nn.Module):
+    '''One large matmul: inductor calls the same GEMM as eager, so no real speedup.'''
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(512, 512, bias=False)
+    def forward(self, x):
+        return self.lin(x)
+
+@compile_faster(min_speedup=1.3, inputs=[TensorSpec(1 << 18)], max_time=2.0)
+def test_fused_pointwise():
+    return PointwiseChain()
+
+@compile_faster(min_speedup=3.0, inputs=[TensorSpec(256, 512)], max_time=2.0)
+def test_matmul_is_not_3x():
+    return MatMul()
+"""
+
+
+def test_real_speedup_passes_and_a_missing_one_fails_with_evidence(suite, tmp_path):
+    suite.makepyfile(test_speed=SPEED)
+    bench = tmp_path / "bench.json"
+    result = run(suite, "-v", f"--benchmark-json={bench}")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([
+        "compile_faster failed [[]mode=default, backend=inductor, device=cpu[]]",
+        "misses min_speedup=3: speedup *x, * interval [[]*, *[]] over * paired rounds; "
+        "median eager *, compiled * per call; decided by the confidence interval",
+        "* torch thread(s)",
+    ])  # fmt: skip
+    data = json.loads(bench.read_text())
+    names = sorted(b["name"] for b in data["benchmarks"])
+    assert names == ["test_fused_pointwise[default][compiled]",
+                     "test_fused_pointwise[default][eager]",
+                     "test_matmul_is_not_3x[default][compiled]",
+                     "test_matmul_is_not_3x[default][eager]"]  # fmt: skip
+    fused = [b for b in data["benchmarks"] if b["name"].startswith("test_fused")]
+    assert {b["group"] for b in fused} == {"test_speed.py::test_fused_pointwise[default] [default]"}
+    info = fused[0]["extra_info"]
+    assert info["mode"] == "default" and info["speedup"] > 1.3 and len(info["speedup_interval"]) == 2
+    assert data["machine_info"]["torch"].startswith("2.")
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (("--benchmark-disable",), "benchmarks are disabled (--benchmark-disable)"),
+        (("--benchmark-skip",), "Skipping benchmark (--benchmark-skip active)"),
+        (("-n", "2"), "speed not measured under pytest-xdist*"),
+    ],
+)
+def test_untrustworthy_timing_skips_with_the_reason(suite, args, reason):
+    suite.makepyfile(test_speed=SPEED)
+    result = run(suite, "-rs", *args)
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines([f"SKIPPED *{reason}*"])
+
+
+def test_benchmark_only_runs_just_the_speed_tests(suite):
+    suite.makepyfile(test_speed=SPEED.replace("min_speedup=3.0", "min_speedup=0.2") + """
+from pytest_torchcompile import compile_equivalent
+
+@compile_equivalent(inputs=[TensorSpec(8)])
+def test_equivalence_only():
+    return PointwiseChain()
+""")
+    result = run(suite, "--benchmark-only", "-rs")
+    result.assert_outcomes(passed=2, skipped=1)
