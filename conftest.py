@@ -7,10 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch  # noqa: F401  pytester's in-process runs drop modules they imported; torch's C
+
 # extension cannot be imported a second time, so the outer process holds it once for all.
 
 MODELS = (Path(__file__).parent / "examples" / "models.py").read_text()
 SUBPROCESS_TIMEOUT = 600
+# Where GraphBreaker breaks the graph (``.item()``), as failure messages should name it.
+GRAPH_BREAK_LINE = next(
+    n for n, line in enumerate(MODELS.splitlines(), 1) if "max().item()" in line
+)
 
 
 @pytest.fixture

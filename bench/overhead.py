@@ -61,8 +61,10 @@ def main() -> None:
     args = parser.parse_args()
     for make, shape, dims in CASES.values():  # warm the inductor cache for every shape kind
         plugin_check(make, shape, dims, 3, 0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.examples} examples, median of {args.repeats}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.examples} examples, median of {args.repeats}"
+    )
     print("| model | hand-written (s) | compile_equivalent (s) | ratio |")
     print("|---|---|---|---|")
     ratios = []

@@ -85,33 +85,42 @@ def main() -> None:
             gate_fail += not timing.decision.passed
             naive_fail += naive(a, b, budget=seconds[-1]) < 0.9
         n = args.aa_trials
-        print(f"A/A, {n} trials, min_speedup=0.9: gate false failures {gate_fail}/{n} "
-              f"({100 * gate_fail / n:.1f}%), naive (same time budget) {naive_fail}/{n} "
-              f"({100 * naive_fail / n:.1f}%); gate median time {statistics.median(seconds):.2f} s")
+        print(
+            f"A/A, {n} trials, min_speedup=0.9: gate false failures {gate_fail}/{n} "
+            f"({100 * gate_fail / n:.1f}%), naive (same time budget) {naive_fail}/{n} "
+            f"({100 * naive_fail / n:.1f}%); gate median time {statistics.median(seconds):.2f} s"
+        )
 
         chain = PointwiseChain()
         big = Example((torch.randn(1 << 20),), {}, {})
         compiled_chain = torch.compile(chain)
-        eager_fn, compiled_fn = runner(chain, big, grad=False), runner(compiled_chain, big,
-                                                                         grad=False)  # fmt: skip
+        eager_fn, compiled_fn = (
+            runner(chain, big, grad=False),
+            runner(compiled_chain, big, grad=False),
+        )
         compiled_fn()
         ref = reference(eager_fn, compiled_fn, rounds=400)
         gated, plain, spent = [], [], []
         for _ in range(args.trials):
             start = time.perf_counter()
-            timing = measure(eager_fn, compiled_fn, min_speedup=1.2, max_time=args.max_time,
-                             device="cpu")  # fmt: skip
+            timing = measure(
+                eager_fn, compiled_fn, min_speedup=1.2, max_time=args.max_time, device="cpu"
+            )
             spent.append(time.perf_counter() - start)
             gated.append(timing.decision.estimate.speedup)
             plain.append(naive(eager_fn, compiled_fn, budget=spent[-1]))
         gate_err = [abs(s - ref) / ref for s in gated]
         naive_err = [abs(s - ref) / ref for s in plain]
         print(f"pointwise chain, reference speedup {ref:.3f}x (400 interleaved rounds)")
-        print(f"  gate ({args.trials} trials, min_speedup=1.2, default budget): median "
-              f"{statistics.median(gated):.3f}x, p95 relative error {100 * p95(gate_err):.1f}%, "
-              f"median time {statistics.median(spent):.2f} s")
-        print(f"  naive (same time budget): median {statistics.median(plain):.3f}x, "
-              f"p95 relative error {100 * p95(naive_err):.1f}%")
+        print(
+            f"  gate ({args.trials} trials, min_speedup=1.2, default budget): median "
+            f"{statistics.median(gated):.3f}x, p95 relative error {100 * p95(gate_err):.1f}%, "
+            f"median time {statistics.median(spent):.2f} s"
+        )
+        print(
+            f"  naive (same time budget): median {statistics.median(plain):.3f}x, "
+            f"p95 relative error {100 * p95(naive_err):.1f}%"
+        )
     finally:
         load.terminate()
 

@@ -47,8 +47,9 @@ def main() -> None:
     print("inductor:", {k: v for k, v in dataclasses.asdict(result).items() if k != "model"})
     print("  loss after 5 steps:", round(train(result.model.train()), 4))
 
-    forced = safe_compile(ConvNet().eval(), example, settings=settings.replace(
-        backend="flaky_backend"))  # fmt: skip
+    forced = safe_compile(
+        ConvNet().eval(), example, settings=settings.replace(backend="flaky_backend")
+    )
     print("forced fallback:", forced.fallback_used, "-", (forced.reason or "").splitlines()[1])
     print("  loss after 5 steps (eager):", round(train(forced.model.train()), 4))
 

@@ -14,9 +14,10 @@ from .records import CheckRecord
 
 def benchmark_session(config: Any) -> Any | None:
     """pytest-benchmark's session object, if that plugin (and not a look-alike) is active."""
-    if not config.pluginmanager.hasplugin("pytest_benchmark"):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not type(session).__module__.startswith("pytest_benchmark."):
         return None
-    return getattr(config, "_benchmarksession", None)
+    return session
 
 
 def speed_skip_reason(config: Any) -> str | None:

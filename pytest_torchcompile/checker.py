@@ -35,7 +35,10 @@ def device_available(device: str) -> bool:
 def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]:
     """Graph-break, recompile and compile-time gates; each failure lists the evidence."""
     failures = []
-    if settings.max_graph_breaks is not None and len(stats.graph_breaks) > settings.max_graph_breaks:
+    if (
+        settings.max_graph_breaks is not None
+        and len(stats.graph_breaks) > settings.max_graph_breaks
+    ):
         failures.append(
             f"{len(stats.graph_breaks)} graph break(s), max_graph_breaks="
             f"{settings.max_graph_breaks}:"
@@ -66,7 +69,6 @@ class CompileChecker:
         on_record: Callable[[CheckRecord], None] = lambda record: None,
         on_timing: Callable[[CheckRecord, Timing], None] = lambda record, timing: None,
         fallback_random: bool = True,
-        isolate: bool = True,
         database: bool = True,
     ) -> None:
         self.settings = settings
@@ -75,7 +77,6 @@ class CompileChecker:
         self.on_record = on_record
         self.on_timing = on_timing
         self.fallback_random = fallback_random
-        self.isolate = isolate  # reset Dynamo first: right for tests, rude in a pipeline
         self.database = database  # keep failing examples in Hypothesis's database
 
     def compile(self, model: Callable[..., Any], **overrides: Any) -> Callable[..., Any]:
@@ -97,11 +98,13 @@ class CompileChecker:
         return settings, InputPlan(inputs, args.dims, settings.device)
 
     def _session(self, settings: CompileSettings) -> CompileSession:
-        return CompileSession(settings, fallback_random=self.fallback_random,
-                              cache_dir=self.cache_dir(), isolate=self.isolate)  # fmt: skip
+        return CompileSession(
+            settings, fallback_random=self.fallback_random, cache_dir=self.cache_dir()
+        )
 
-    def assert_equivalent(self, model: Any, inputs: Any = None, *, dims: Any = None,
-                          **overrides: Any) -> CheckRecord:  # fmt: skip
+    def assert_equivalent(
+        self, model: Any, inputs: Any = None, *, dims: Any = None, **overrides: Any
+    ) -> CheckRecord:
         """Compiled matches eager on every drawn example; raises ``CompileCheckError``."""
         settings, plan = self._prepare("compile_equivalent", inputs, dims, overrides)
         header = _header("compile_equivalent", settings)
@@ -111,25 +114,30 @@ class CompileChecker:
                 check = EquivalenceCheck(model, plan, settings, session, database_key=key)
                 result = check.search()
             except CompileCheckError as error:
-                raise self._failed("equivalent", settings, session.stats(), header, error)
+                failed = self._failed("equivalent", settings, session.stats(), header, error)
+                raise failed from error.__cause__ or error
         failures = ([] if result.passed else [result.message]) + health_failures(
             result.stats, settings
         )
         worst = result.worst
         record = self._record(
-            "equivalent", settings, result.stats, failures,
+            "equivalent",
+            settings,
+            result.stats,
+            failures,
             examples=result.examples,
             max_error=worst.max_abs if worst else None,
             max_error_path=worst.path if worst else None,
             atol=worst.atol if worst else settings.atol,
             rtol=worst.rtol if worst else settings.rtol,
-        )  # fmt: skip
+        )
         if failures:
             raise CompileCheckError(header + "\n".join(map(str, failures)), record)
         return record
 
-    def assert_faster(self, model: Any, inputs: Any = None, *, dims: Any = None,
-                      **overrides: Any) -> CheckRecord:  # fmt: skip
+    def assert_faster(
+        self, model: Any, inputs: Any = None, *, dims: Any = None, **overrides: Any
+    ) -> CheckRecord:
         """Compiled is at least ``min_speedup`` times faster, by a paired, interleaved
         measurement with a confidence interval; outputs are checked equal first."""
         settings, plan = self._prepare("compile_faster", inputs, dims, overrides)
@@ -152,24 +160,38 @@ class CompileChecker:
                     "compiled output differs from eager, so its speed is moot\n"
                     f"example: {mismatch.example.describe()}\n{mismatch.comparison.describe()}"
                 )
-                raise self._failed("faster", settings, session.stats(), header, error)
+                failed = self._failed("faster", settings, session.stats(), header, error)
+                raise failed from None  # the message says all; the mismatch is no traceback
             except CompileCheckError as error:
-                raise self._failed("faster", settings, session.stats(), header, error)
+                failed = self._failed("faster", settings, session.stats(), header, error)
+                raise failed from error.__cause__ or error
             stats = session.stats()
         decision = timing.decision
         failures = [] if decision.passed else [decision.describe()]
         failures += _memory_failures(timing, settings)
         failures += health_failures(stats, settings)
         est = decision.estimate
+        worst = check.worst
         record = self._record(
-            "faster", settings, stats, failures,
-            speedup=est.speedup, speedup_low=est.low, speedup_high=est.high,
-            rounds=est.rounds, eager_median=est.eager_median,
+            "faster",
+            settings,
+            stats,
+            failures,
+            examples=1,
+            max_error=worst.max_abs if worst else None,
+            max_error_path=worst.path if worst else None,
+            atol=worst.atol if worst else settings.atol,
+            rtol=worst.rtol if worst else settings.rtol,
+            speedup=est.speedup,
+            speedup_low=est.low,
+            speedup_high=est.high,
+            rounds=est.rounds,
+            eager_median=est.eager_median,
             compiled_median=est.compiled_median,
             eager_peak_memory=timing.eager_peak_memory,
             compiled_peak_memory=timing.compiled_peak_memory,
             message="\n".join(failures) if failures else decision.describe(),
-        )  # fmt: skip
+        )
         self.on_timing(record, timing)
         if failures:
             raise CompileCheckError(
@@ -177,8 +199,14 @@ class CompileChecker:
             )
         return record
 
-    def _record(self, check: str, settings: CompileSettings, stats: CompileStats,
-                failures: list[Any], **fields: Any) -> CheckRecord:  # fmt: skip
+    def _record(
+        self,
+        check: str,
+        settings: CompileSettings,
+        stats: CompileStats,
+        failures: list[Any],
+        **fields: Any,
+    ) -> CheckRecord:
         fields.setdefault("message", "\n".join(map(str, failures)) or None)
         record = CheckRecord(
             test_id=self.test_id,
@@ -196,12 +224,16 @@ class CompileChecker:
         self.on_record(record)
         return record
 
-    def _failed(self, check: str, settings: CompileSettings, stats: CompileStats,
-                header: str, error: CompileCheckError) -> CompileCheckError:  # fmt: skip
+    def _failed(
+        self,
+        check: str,
+        settings: CompileSettings,
+        stats: CompileStats,
+        header: str,
+        error: CompileCheckError,
+    ) -> CompileCheckError:
         record = self._record(check, settings, stats, [str(error)])
-        failed = type(error)(header + str(error), record)
-        failed.__cause__ = error.__cause__ or error
-        return failed
+        return type(error)(header + str(error), record)
 
 
 def _header(marker: str, settings: CompileSettings) -> str:

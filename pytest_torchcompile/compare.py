@@ -203,22 +203,25 @@ def tolerance(dtype: torch.dtype, rtol: float | None, atol: float | None) -> tup
     return DEFAULT_TOLERANCES.get(dtype, DEFAULT_TOLERANCES[torch.float32])
 
 
-def compare_leaf(path: str, eager: Any, compiled: Any, rtol: float | None,
-                 atol: float | None) -> LeafResult:  # fmt: skip
+def compare_leaf(
+    path: str, eager: Any, compiled: Any, rtol: float | None, atol: float | None
+) -> LeafResult:
     if isinstance(eager, torch.Tensor) and isinstance(compiled, torch.Tensor):
         return compare_tensor(path, eager, compiled, rtol, atol)
     if type(eager) is not type(compiled) and not _both_numbers(eager, compiled):
         return LeafResult(
-            path, False,
+            path,
+            False,
             f"eager gives {type(eager).__name__}, compiled gives {type(compiled).__name__}",
-        )  # fmt: skip
+        )
     if isinstance(eager, float) or isinstance(compiled, float):
         r, a = tolerance(torch.float32, rtol, atol)
         both_nan = math.isnan(eager) and math.isnan(compiled)
         ok = both_nan or math.isclose(compiled, eager, rel_tol=r, abs_tol=a)
         diff = abs(compiled - eager) if not both_nan else 0.0
-        return LeafResult(path, ok, None, 1, int(not ok), diff, (), diff / abs(eager or 1), (),
-                          r, a)  # fmt: skip
+        return LeafResult(
+            path, ok, None, 1, int(not ok), diff, (), diff / abs(eager or 1), (), r, a
+        )
     if eager == compiled:
         return LeafResult(path, True, numel=1)
     return LeafResult(path, False, f"eager gives {eager!r}, compiled gives {compiled!r}")
@@ -229,11 +232,13 @@ def _both_numbers(a: Any, b: Any) -> bool:
     return isinstance(a, number) and isinstance(b, number) and not isinstance(a, bool)
 
 
-def compare_tensor(path: str, eager: torch.Tensor, compiled: torch.Tensor,
-                   rtol: float | None, atol: float | None) -> LeafResult:  # fmt: skip
+def compare_tensor(
+    path: str, eager: torch.Tensor, compiled: torch.Tensor, rtol: float | None, atol: float | None
+) -> LeafResult:
     if eager.shape != compiled.shape:
-        return LeafResult(path, False, f"shape {list(compiled.shape)} != eager's "
-                                       f"{list(eager.shape)}")  # fmt: skip
+        return LeafResult(
+            path, False, f"shape {list(compiled.shape)} != eager's {list(eager.shape)}"
+        )
     if eager.dtype != compiled.dtype:
         return LeafResult(path, False, f"dtype {compiled.dtype} != eager's {eager.dtype}")
     eager = eager.detach()
@@ -259,15 +264,23 @@ def compare_tensor(path: str, eager: torch.Tensor, compiled: torch.Tensor,
     max_abs = float(diff.max()) if numel else 0.0
     max_rel = float(rel.max()) if numel else 0.0
     return LeafResult(
-        path, mismatched == 0, None, numel, mismatched,
-        max_abs, _index(diff.argmax(), eager.shape) if numel else (),
-        max_rel, _index(rel.argmax(), eager.shape) if numel else (),
-        r, a,
-    )  # fmt: skip
+        path,
+        mismatched == 0,
+        None,
+        numel,
+        mismatched,
+        max_abs,
+        _index(diff.argmax(), eager.shape) if numel else (),
+        max_rel,
+        _index(rel.argmax(), eager.shape) if numel else (),
+        r,
+        a,
+    )
 
 
-def judge_fp64(eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor,
-               tol: float) -> Fp64Judgement:  # fmt: skip
+def judge_fp64(
+    eager: torch.Tensor, compiled: torch.Tensor, reference: torch.Tensor, tol: float
+) -> Fp64Judgement:
     """``same()``'s rule: compiled may drift from fp64 at most a few times as far as eager."""
     multiplier = fp64_multiplier(eager.dtype)
     wide = torch.complex128 if eager.is_complex() else torch.float64

@@ -81,10 +81,14 @@ def compile_kwargs(settings: CompileSettings) -> dict[str, Any]:
 class CompileSession:
     """One isolated compile check. Use as a context manager around every compiled call."""
 
-    def __init__(self, settings: CompileSettings, *, fallback_random: bool = True,
-                 cache_dir: str | None = None, isolate: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        settings: CompileSettings,
+        *,
+        fallback_random: bool = True,
+        cache_dir: str | None = None,
+    ) -> None:
         self.settings = settings
-        self.isolate = isolate
         self.fallback_random = fallback_random
         self.cache_dir = cache_dir
         self._stack = contextlib.ExitStack()
@@ -93,8 +97,7 @@ class CompileSession:
         self._graphs_before = 0
 
     def __enter__(self) -> CompileSession:
-        if self.isolate:
-            torch.compiler.reset()
+        torch.compiler.reset()
         clear_compilation_metrics()
         stack = self._stack
         if self.cache_dir is not None:
@@ -146,8 +149,9 @@ class CompileSession:
         for m in metrics:
             if m.co_name is not None:  # the entry that hit the limit names no function
                 function = f"{m.co_name} ({m.co_filename}:{m.co_firstlineno})"
-            if getattr(m, "recompile_reason", None):
-                recompiles.append(Recompile(function, m.recompile_reason))
+            reason = getattr(m, "recompile_reason", None)
+            if reason:
+                recompiles.append(Recompile(function, reason))
         return CompileStats(
             graphs=self.graphs,
             graph_breaks=tuple(self._breaks.values()),
@@ -176,7 +180,9 @@ class CompileSession:
 # -- graph-break log capture ------------------------------------------------------------------
 
 _LOCATION = re.compile(r"in user code at (\S+?:\d+)")
-_END_OF_REASON = re.compile(r"\n\s*(?:Hint:|Developer debug context:|For more details|User code traceback:)")
+_END_OF_REASON = re.compile(
+    r"\n\s*(?:Hint:|Developer debug context:|For more details|User code traceback:)"
+)
 _LINK = re.compile(r"For more details about this graph break, please visit: (\S+)")
 
 
@@ -185,8 +191,10 @@ def parse_graph_break(message: str) -> GraphBreak:
     location = _LOCATION.search(message)
     block = message.split("Graph Break Reason:", 1)[-1]
     lines = [line.strip() for line in _END_OF_REASON.split(block)[0].splitlines() if line.strip()]
-    explanation = next((ln.removeprefix("Explanation:").strip() for ln in lines
-                        if ln.startswith("Explanation:")), None)  # fmt: skip
+    explanation = next(
+        (ln.removeprefix("Explanation:").strip() for ln in lines if ln.startswith("Explanation:")),
+        None,
+    )
     headlines = [ln for ln in lines if not ln.startswith("Explanation:")]
     reason = headlines[-1] if headlines else "unknown reason"
     if explanation:
@@ -261,9 +269,12 @@ def _environ(name: str, value: str) -> Iterator[None]:
 # -- compile errors --------------------------------------------------------------------------
 
 _INTERNAL = (
-    os.path.dirname(torch.__file__), os.path.dirname(__file__),
-    f"{os.sep}hypothesis{os.sep}", f"{os.sep}_pytest{os.sep}", f"{os.sep}pluggy{os.sep}",
-)  # fmt: skip
+    os.path.dirname(torch.__file__),
+    os.path.dirname(__file__),
+    f"{os.sep}hypothesis{os.sep}",
+    f"{os.sep}_pytest{os.sep}",
+    f"{os.sep}pluggy{os.sep}",
+)
 
 
 def describe_compile_error(error: BaseException, settings: CompileSettings) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -47,7 +48,7 @@ class ExampleMismatch(Exception):
 def snapshot(module: Any) -> dict[str, torch.Tensor]:
     if not isinstance(module, torch.nn.Module):
         return {}
-    state = dict(module.named_parameters())
+    state: dict[str, torch.Tensor] = dict(module.named_parameters())
     state.update(module.named_buffers())
     return {name: t.detach().clone() for name, t in state.items()}
 
@@ -56,7 +57,7 @@ def restore(module: Any, state: dict[str, torch.Tensor]) -> None:
     """Reset parameters and buffers in place, so compiled code's guards stay valid."""
     if not state:
         return
-    live = dict(module.named_parameters())
+    live: dict[str, torch.Tensor] = dict(module.named_parameters())
     live.update(module.named_buffers())
     with torch.no_grad():
         for name, value in state.items():
@@ -124,8 +125,11 @@ def _fresh(value: Any, grad: bool) -> Any:
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
-    return [v for v in flatten(tree, "")[0].values() if isinstance(v, torch.Tensor)
-            and (v.is_floating_point() or v.is_complex())]  # fmt: skip
+    return [
+        v
+        for v in flatten(tree, "")[0].values()
+        if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
+    ]
 
 
 def _detach(tree: Any) -> Any:
@@ -147,8 +151,11 @@ def in_float64(example: Example) -> Example:
             return v.detach().double()
         return v
 
-    return Example(tuple(widen(v) for v in example.args),
-                   {k: widen(v) for k, v in example.kwargs.items()}, example.dims)  # fmt: skip
+    return Example(
+        tuple(widen(v) for v in example.args),
+        {k: widen(v) for k, v in example.kwargs.items()},
+        example.dims,
+    )
 
 
 # -- the check -------------------------------------------------------------------------------
@@ -157,8 +164,15 @@ def in_float64(example: Example) -> Example:
 class EquivalenceCheck:
     """Compare a model compiled in ``session`` with eager, example by example."""
 
-    def __init__(self, model: Any, plan: InputPlan, settings: CompileSettings,
-                 session: CompileSession, *, database_key: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Any,
+        plan: InputPlan,
+        settings: CompileSettings,
+        session: CompileSession,
+        *,
+        database_key: str | None = None,
+    ) -> None:
         self.plan = plan
         self.settings = settings
         self.session = session
@@ -189,20 +203,25 @@ class EquivalenceCheck:
         compiled = self.session.call(
             lambda: observe(self.compiled, self.compiled_module, example, grad=grad)
         )
+        fp64_run: dict | None = None
+
+        def fp64(part: str) -> Any:
+            """The float64 run's value of ``part``, computed once and only if needed."""
+            nonlocal fp64_run
+            if fp64_run is None:
+                fp64_run = self._fp64_run(example)
+            return fp64_run.get(part)
+
         leaves: list[LeafResult] = []
-        reference: dict | None = None
-
-        def fp64() -> dict:
-            nonlocal reference
-            if reference is None:
-                reference = self._fp64_run(example)
-            return reference
-
         for part in eager:
             result = compare(
-                eager[part], compiled.get(part), path=part, rtol=self.settings.rtol,
-                atol=self.settings.atol, reference=lambda part=part: fp64().get(part),
-            )  # fmt: skip
+                eager[part],
+                compiled.get(part),
+                path=part,
+                rtol=self.settings.rtol,
+                atol=self.settings.atol,
+                reference=functools.partial(fp64, part),
+            )
             leaves.extend(result.leaves)
         comparison = Comparison(tuple(leaves))
         worst = comparison.worst
@@ -234,8 +253,9 @@ class EquivalenceCheck:
             try:
                 self.check_example(example)
             except CompileCheckError as error:
-                located = type(error)(f"{error}\nfirst seen on example {self.examples_run}: "
-                                      f"{example.describe()}")
+                located = type(error)(
+                    f"{error}\nfirst seen on example {self.examples_run}: {example.describe()}"
+                )
                 located.__cause__ = error.__cause__
                 fatal.append(located)
                 raise located from error.__cause__
@@ -248,7 +268,7 @@ class EquivalenceCheck:
             report_multiple_bugs=False,
             phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
             print_blob=False,
-            database=hypothesis.settings.default.database if self.database_key else None,
+            database=hypothesis.settings().database if self.database_key else None,
         )(test)
         if self.settings.seed is not None:
             test = hypothesis.seed(self.settings.seed)(test)

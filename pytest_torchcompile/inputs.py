@@ -63,8 +63,13 @@ class TensorSpec:
             raise SettingsError(f"TensorSpec needs low < high, got low={low}, high={high}")
         if requires_grad and not (dtype.is_floating_point or dtype.is_complex):
             raise SettingsError(f"requires_grad=True needs a floating dtype, not {dtype}")
-        for name, value in (("shape", tuple(shape)), ("dtype", dtype), ("low", low),
-                            ("high", high), ("requires_grad", requires_grad)):  # fmt: skip
+        for name, value in (
+            ("shape", tuple(shape)),
+            ("dtype", dtype),
+            ("low", low),
+            ("high", high),
+            ("requires_grad", requires_grad),
+        ):
             object.__setattr__(self, name, value)
 
     @property
@@ -88,7 +93,8 @@ class TensorSpec:
                 value = torch.rand(shape, generator=generator, dtype=dtype) * (high - low) + low
         else:
             low = 0 if self.low is None else int(self.low)
-            value = torch.randint(low, int(self.high), shape, generator=generator, dtype=dtype)
+            high = int(self.high)  # type: ignore[arg-type]  # required for integers in __init__
+            value = torch.randint(low, high, shape, generator=generator, dtype=dtype)
         value = value.to(device)
         return value.requires_grad_() if self.requires_grad else value
 
@@ -124,8 +130,9 @@ def describe_value(value: Any) -> str:
 class InputPlan:
     """What to feed a model: specs and values positionally or by keyword, or a strategy."""
 
-    def __init__(self, inputs: Any, dims: Mapping[str, tuple[int, int]] | None = None,
-                 device: str = "cpu") -> None:  # fmt: skip
+    def __init__(
+        self, inputs: Any, dims: Mapping[str, tuple[int, int]] | None = None, device: str = "cpu"
+    ) -> None:
         self.device = device
         self.strategy_inputs: SearchStrategy | None = None
         self.args: tuple[Any, ...] = ()

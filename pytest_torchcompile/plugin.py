@@ -55,28 +55,56 @@ class PluginState:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("torchcompile", "torch.compile checks (pytest-torchcompile)")
-    group.addoption("--compile-modes", metavar="MODES",
-                    help="comma-separated torch.compile modes to check every marked test under, "
-                         "e.g. default,max-autotune (default: ini compile_modes, else 'default')")
-    group.addoption("--compile-backend", metavar="NAME",
-                    help="torch.compile backend (default: ini compile_backend, else 'inductor')")
-    group.addoption("--compile-examples", type=int, metavar="N",
-                    help="Hypothesis examples per equivalence check; overrides the markers' "
-                         "examples= (default 20)")
-    group.addoption("--compile-report", metavar="PATH",
-                    help="write a JSON report of every compile check and the environment")
-    group.addoption("--compile-baseline", metavar="PATH",
-                    help="compare with a saved --compile-report; regressions fail the session")
-    group.addoption("--compile-baseline-tolerance", type=float, default=0.25, metavar="FRACTION",
-                    help="compile-time growth tolerated against the baseline (default 0.25)")
-    group.addoption("--compile-cache-dir", metavar="PATH",
-                    help="inductor cache directory (default: under .pytest_cache, or "
-                         "TORCHINDUCTOR_CACHE_DIR if set)")
-    group.addoption("--compile-cold", action="store_true",
-                    help="compile every check in a fresh, empty cache: honest cold compile times")
-    parser.addini("compile_modes", "default torch.compile modes (comma-separated)",
-                  default=DEFAULT_MODE)
-    parser.addini("compile_backend", "default torch.compile backend", default=DEFAULT_BACKEND)  # fmt: skip
+    group.addoption(
+        "--compile-modes",
+        metavar="MODES",
+        help="comma-separated torch.compile modes to check every marked test under, "
+        "e.g. default,max-autotune (default: ini compile_modes, else 'default')",
+    )
+    group.addoption(
+        "--compile-backend",
+        metavar="NAME",
+        help="torch.compile backend (default: ini compile_backend, else 'inductor')",
+    )
+    group.addoption(
+        "--compile-examples",
+        type=int,
+        metavar="N",
+        help="Hypothesis examples per equivalence check; overrides the markers' "
+        "examples= (default 20)",
+    )
+    group.addoption(
+        "--compile-report",
+        metavar="PATH",
+        help="write a JSON report of every compile check and the environment",
+    )
+    group.addoption(
+        "--compile-baseline",
+        metavar="PATH",
+        help="compare with a saved --compile-report; regressions fail the session",
+    )
+    group.addoption(
+        "--compile-baseline-tolerance",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="compile-time growth tolerated against the baseline (default 0.25)",
+    )
+    group.addoption(
+        "--compile-cache-dir",
+        metavar="PATH",
+        help="inductor cache directory (default: under .pytest_cache, or "
+        "TORCHINDUCTOR_CACHE_DIR if set)",
+    )
+    group.addoption(
+        "--compile-cold",
+        action="store_true",
+        help="compile every check in a fresh, empty cache: honest cold compile times",
+    )
+    parser.addini(
+        "compile_modes", "default torch.compile modes (comma-separated)", default=DEFAULT_MODE
+    )
+    parser.addini("compile_backend", "default torch.compile backend", default=DEFAULT_BACKEND)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -87,7 +115,7 @@ def pytest_configure(config: pytest.Config) -> None:
     examples = config.getoption("compile_examples")
     try:
         if modes_text.strip() == DEFAULT_MODE and backend == DEFAULT_BACKEND:
-            modes = (DEFAULT_MODE,)  # nothing to validate: don't import torch yet
+            modes: tuple[str, ...] = (DEFAULT_MODE,)  # nothing to validate: no torch yet
             settings = CompileSettings()
         else:
             from .settings import check_backend, parse_modes
@@ -100,8 +128,9 @@ def pytest_configure(config: pytest.Config) -> None:
             settings = settings.replace(examples=examples)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
-    cold_root = tempfile.mkdtemp(prefix="torchcompile-cold-") if config.getoption(
-        "compile_cold") else None  # fmt: skip
+    cold_root = (
+        tempfile.mkdtemp(prefix="torchcompile-cold-") if config.getoption("compile_cold") else None
+    )
     state = PluginState(modes, settings, examples, cold_root)
     config.stash[STATE] = state
     _set_cache_dir(config)
@@ -147,19 +176,33 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     modes = [m for m in state.modes if all(a.modes is None or m in a.modes for a in markers)]
     if "compile_mode" not in metafunc.fixturenames:
         metafunc.fixturenames.append("compile_mode")
-    if any(a.marker == "compile_faster" for a in markers) and benchmark_session(metafunc.config):
-        if "benchmark" not in metafunc.fixturenames:  # so --benchmark-only/-skip see it
-            metafunc.fixturenames.append("benchmark")
     if modes:
         metafunc.parametrize("compile_mode", modes, ids=modes)
         return
     wanted = sorted({m for a in markers for m in (a.modes or ())})
-    reason = (f"marker modes {wanted} do not intersect --compile-modes "
-              f"{list(state.modes)}: nothing to run")  # fmt: skip
+    reason = (
+        f"marker modes {wanted} do not intersect --compile-modes "
+        f"{list(state.modes)}: nothing to run"
+    )
     metafunc.parametrize(
-        "compile_mode", [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
+        "compile_mode",
+        [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
         ids=["no-mode"],
-    )  # fmt: skip
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Speed tests use pytest-benchmark's fixture, so its --benchmark-only/-skip/-disable and
+    xdist handling treat them as the benchmarks they are (before its own hook looks)."""
+    if benchmark_session(config) is None:
+        return
+    for item in items:
+        names = getattr(item, "fixturenames", None)
+        if not isinstance(names, list) or not item.get_closest_marker("compile_faster"):
+            continue
+        if "benchmark" not in names:
+            names.append("benchmark")
 
 
 @pytest.fixture
@@ -182,9 +225,12 @@ def _checker(item: Any, mode: str) -> Any:
             record_entries(fixture, record, timing)
 
     return CompileChecker(
-        state.settings.replace(mode=mode), test_id=item.nodeid, cache_dir=state.cache_dir,
-        on_record=on_record, on_timing=on_timing,
-    )  # fmt: skip
+        state.settings.replace(mode=mode),
+        test_id=item.nodeid,
+        cache_dir=state.cache_dir,
+        on_record=on_record,
+        on_timing=on_timing,
+    )
 
 
 @pytest.fixture
@@ -222,7 +268,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if inspect.isawaitable(returned):
         raise CompileCheckError("compile checks need a plain (not async) test function")
     model, returned_inputs = split_returned(returned)
-    checker = _checker(pyfuncitem, pyfuncitem.callspec.params["compile_mode"])
+    checker = _checker(pyfuncitem, str(pyfuncitem.callspec.params["compile_mode"]))
     for marker in markers:
         overrides = dict(marker.overrides)
         if state.examples_override is not None:
@@ -232,8 +278,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             reason = speed_skip_reason(pyfuncitem.config)
             if reason:
                 pytest.skip(reason)
-        check = (checker.assert_equivalent if marker.marker == "compile_equivalent"
-                 else checker.assert_faster)  # fmt: skip
+        check = (
+            checker.assert_equivalent
+            if marker.marker == "compile_equivalent"
+            else checker.assert_faster
+        )
         try:
             check(model, inputs, dims=marker.dims, **overrides)
         except CheckSkipped as skip:
@@ -249,16 +298,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     marked = any(item.get_closest_marker(name) for name in MARKERS)
     if not marked:
         return report
-    if call.excinfo is not None and call.excinfo.errisinstance(CompileCheckError):
-        if item.config.getoption("tbstyle", "auto") != "long":
-            report.longrepr = str(call.excinfo.value)
+    excinfo = call.excinfo
+    ours = excinfo is not None and excinfo.errisinstance(CompileCheckError)
+    if ours and excinfo is not None and item.config.getoption("tbstyle", "auto") != "long":
+        report.longrepr = str(excinfo.value)
     if report.skipped and not any(n == PROPERTY_NAME for n, _ in report.user_properties):
-        mode = getattr(item, "callspec", None) and item.callspec.params.get("compile_mode")
+        callspec = getattr(item, "callspec", None)
+        mode = callspec.params.get("compile_mode") if callspec else None
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         for name in MARKERS:
             if item.get_closest_marker(name):
-                record = CheckRecord(item.nodeid, name.removeprefix("compile_"), mode or "-",
-                                     "", "", "skipped", reason.removeprefix("Skipped: "))  # fmt: skip
+                record = CheckRecord(
+                    item.nodeid,
+                    name.removeprefix("compile_"),
+                    mode or "-",
+                    "",
+                    "",
+                    "skipped",
+                    reason.removeprefix("Skipped: "),
+                )
                 report.user_properties.append((PROPERTY_NAME, record.to_json()))
     return report
 
@@ -274,7 +332,7 @@ class Controller:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
-            if name == PROPERTY_NAME and value not in self._seen:
+            if name == PROPERTY_NAME and isinstance(value, str) and value not in self._seen:
                 self._seen.add(value)
                 self.state.records.append(CheckRecord.from_json(value))
 

@@ -35,17 +35,36 @@ def _speed(record: CheckRecord) -> str:
     return f"{record.speedup:.2f}x [{record.speedup_low:.2f}, {record.speedup_high:.2f}]"
 
 
-COLUMNS = ("test", "mode", "check", "outcome", "compile s", "graphs", "breaks", "recompiles",
-           "examples", "max error", "speedup [95% CI]")  # fmt: skip
+COLUMNS = (
+    "test",
+    "mode",
+    "check",
+    "outcome",
+    "compile s",
+    "graphs",
+    "breaks",
+    "recompiles",
+    "examples",
+    "max error",
+    "speedup [95% CI]",
+)
 
 
 def table_rows(records: Iterable[CheckRecord]) -> list[tuple[str, ...]]:
     return [
         (
-            r.test_id, r.mode, r.check, r.outcome, _num(r.compile_seconds, ".2f"),
-            _num(r.graphs, "d"), str(len(r.graph_breaks)), str(len(r.recompiles)),
-            _num(r.examples, "d"), _num(r.max_error, ".2g"), _speed(r),
-        )  # fmt: skip
+            r.test_id,
+            r.mode,
+            r.check,
+            r.outcome,
+            _num(r.compile_seconds, ".2f"),
+            _num(r.graphs, "d"),
+            str(len(r.graph_breaks)),
+            str(len(r.recompiles)),
+            _num(r.examples, "d"),
+            _num(r.max_error, ".2g"),
+            _speed(r),
+        )
         for r in records
     ]
 
@@ -89,8 +108,10 @@ def _details(r: CheckRecord) -> list[str]:
         )
         lines.append(f"  peak memory: {memory}")
     if r.max_error is not None:
-        lines.append(f"  greatest error {r.max_error:.3g} at {r.max_error_path} "
-                     f"(atol {r.atol}, rtol {r.rtol})")  # fmt: skip
+        lines.append(
+            f"  greatest error {r.max_error:.3g} at {r.max_error_path} "
+            f"(atol {r.atol}, rtol {r.rtol})"
+        )
     return [f"{r.test_id} [{r.mode}, {r.check}]:", *lines] if lines else []
 
 
@@ -135,11 +156,14 @@ def read_report(path: str | Path) -> list[CheckRecord]:
     except (OSError, ValueError) as error:
         raise SettingsError(f"cannot read compile report {str(path)!r}: {error}") from error
     if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
-        raise SettingsError(f"{str(path)!r} is not a pytest-torchcompile report "
-                            f"(written by --compile-report)")  # fmt: skip
+        raise SettingsError(
+            f"{str(path)!r} is not a pytest-torchcompile report (written by --compile-report)"
+        )
     if data.get("version") != REPORT_VERSION:
-        raise SettingsError(f"{str(path)!r} is report version {data.get('version')}; this "
-                            f"plugin reads version {REPORT_VERSION}: regenerate the baseline")  # fmt: skip
+        raise SettingsError(
+            f"{str(path)!r} is report version {data.get('version')}; this "
+            f"plugin reads version {REPORT_VERSION}: regenerate the baseline"
+        )
     return [CheckRecord.from_dict(r) for r in data["records"]]
 
 
@@ -153,8 +177,9 @@ class BaselineComparison:
     unmatched: int
 
 
-def compare_to_baseline(current: Sequence[CheckRecord], baseline: Sequence[CheckRecord],
-                        tolerance: float) -> BaselineComparison:  # fmt: skip
+def compare_to_baseline(
+    current: Sequence[CheckRecord], baseline: Sequence[CheckRecord], tolerance: float
+) -> BaselineComparison:
     """Match by test id, check and mode; worse is a regression, better is only reported."""
     base = {r.key: r for r in baseline}
     worse: list[str] = []
@@ -188,8 +213,10 @@ def compare_to_baseline(current: Sequence[CheckRecord], baseline: Sequence[Check
                     f"{now.compile_seconds:.2f} s (more than {tolerance:.0%})"
                 )
             elif now.compile_seconds < was.compile_seconds * (1 - tolerance):
-                better.append(f"{name}: compile time fell from {was.compile_seconds:.2f} s "
-                              f"to {now.compile_seconds:.2f} s")  # fmt: skip
+                better.append(
+                    f"{name}: compile time fell from {was.compile_seconds:.2f} s "
+                    f"to {now.compile_seconds:.2f} s"
+                )
         if now.speedup is not None and was.speedup_low is not None and was.speedup_high is not None:
             if now.speedup < was.speedup_low:
                 worse.append(
@@ -197,6 +224,8 @@ def compare_to_baseline(current: Sequence[CheckRecord], baseline: Sequence[Check
                     f"[{was.speedup_low:.2f}, {was.speedup_high:.2f}]"
                 )
             elif now.speedup > was.speedup_high:
-                better.append(f"{name}: speedup {now.speedup:.2f}x is above the baseline's "
-                              f"interval [{was.speedup_low:.2f}, {was.speedup_high:.2f}]")  # fmt: skip
+                better.append(
+                    f"{name}: speedup {now.speedup:.2f}x is above the baseline's "
+                    f"interval [{was.speedup_low:.2f}, {was.speedup_high:.2f}]"
+                )
     return BaselineComparison(tuple(worse), tuple(better), unmatched)

@@ -1,9 +1,12 @@
 """``safe_compile``: compile, validate, optionally benchmark, and fall back to eager.
 
 The same engine as the markers (``CompileChecker``): the verdict on the same model and
-inputs is the same. Two differences suit a pipeline: Dynamo's global state is not reset
-(other compiled models keep their caches), and nothing is written to a Hypothesis
-database in the working directory.
+inputs is the same. Like a test, validation starts from ``torch.compiler.reset()``, so the
+count of graphs is this model's own and "nothing was compiled" cannot hide behind another
+model's cache; other compiled models then recompile from the warm on-disk cache on their
+next call, which is why this belongs at start-up. Nothing is written to a Hypothesis
+database in the working directory, and inductor's ``fallback_random`` is left off, so the
+compiled model keeps inductor's fast RNG: validate with randomness off (``model.eval()``).
 """
 
 from __future__ import annotations
@@ -69,16 +72,21 @@ def safe_compile(
     from .checker import CompileChecker
     from .compiling import compile_kwargs
 
-    checker = CompileChecker(resolved, test_id="safe_compile", fallback_random=False,
-                             isolate=False, database=False)  # fmt: skip
-    inputs = example_inputs if isinstance(example_inputs, (dict, list)) else (
-        tuple(example_inputs) if isinstance(example_inputs, tuple) else (example_inputs,))  # fmt: skip
-    speed: CheckRecord | None = None
+    checker = CompileChecker(
+        resolved, test_id="safe_compile", fallback_random=False, database=False
+    )
+    inputs = (
+        example_inputs
+        if isinstance(example_inputs, (dict, list))
+        else (tuple(example_inputs) if isinstance(example_inputs, tuple) else (example_inputs,))
+    )
+    timed = resolved.benchmark or resolved.min_speedup is not None
     try:
-        checked = checker.assert_equivalent(model, inputs, examples=1)
-        if resolved.benchmark or resolved.min_speedup is not None:
+        if timed:  # checks the outputs on these inputs first, then times: one compile
             threshold = resolved.min_speedup or _GATE_FREE_SPEEDUP
-            speed = checker.assert_faster(model, inputs, min_speedup=threshold)
+            checked = checker.assert_faster(model, inputs, min_speedup=threshold)
+        else:
+            checked = checker.assert_equivalent(model, inputs, examples=1)
     except CompileCheckError as error:
         return _fall_back(model, resolved, error)
     import torch
@@ -93,34 +101,43 @@ def safe_compile(
         compile_seconds=checked.compile_seconds,
         graph_breaks=len(checked.graph_breaks),
         recompiles=len(checked.recompiles),
-        speedup=speed.speedup if speed else None,
-        speedup_interval=(speed.speedup_low, speed.speedup_high) if speed else None,  # type: ignore[arg-type]
+        speedup=checked.speedup if timed else None,
+        speedup_interval=(checked.speedup_low, checked.speedup_high) if timed else None,  # type: ignore[arg-type]
         mode=resolved.mode,
         backend=resolved.backend,
     )
 
 
-_SETTING_ARGS = ("mode", "backend", "dynamic", "fullgraph", "options", "rtol", "atol",
-                 "fallback", "benchmark", "min_speedup")  # fmt: skip
+_SETTING_ARGS = (
+    "mode",
+    "backend",
+    "dynamic",
+    "fullgraph",
+    "options",
+    "rtol",
+    "atol",
+    "fallback",
+    "benchmark",
+    "min_speedup",
+)
 
 
-def _fall_back(model: Any, settings: CompileSettings, error: Exception) -> CompileResult:
-    record = getattr(error, "result", None)
+def _fall_back(model: Any, settings: CompileSettings, error: CompileCheckError) -> CompileResult:
+    record = error.result if isinstance(error.result, CheckRecord) else None
     reason = str(error)
+    timed = record is not None and record.speedup is not None
     result = CompileResult(
         model=model,
         compiled=False,
         fallback_used=settings.fallback,
         reason=reason,
         validation_passed=False,
-        max_abs_error=getattr(record, "max_error", None),
-        compile_seconds=getattr(record, "compile_seconds", None),
-        graph_breaks=len(getattr(record, "graph_breaks", ())),
-        recompiles=len(getattr(record, "recompiles", ())),
-        speedup=getattr(record, "speedup", None),
-        speedup_interval=(record.speedup_low, record.speedup_high)
-        if getattr(record, "speedup", None) is not None
-        else None,
+        max_abs_error=record.max_error if record else None,
+        compile_seconds=record.compile_seconds if record else None,
+        graph_breaks=len(record.graph_breaks) if record else 0,
+        recompiles=len(record.recompiles) if record else 0,
+        speedup=record.speedup if record else None,
+        speedup_interval=(record.speedup_low, record.speedup_high) if timed else None,  # type: ignore[arg-type,union-attr]
         mode=settings.mode,
         backend=settings.backend,
     )

@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from .errors import SettingsError
 
@@ -75,9 +75,10 @@ def _optional(kind: type | tuple[type, ...], *, minimum: float | None = None, st
             return None
         if isinstance(value, bool) or not isinstance(value, kind):
             raise SettingsError(f"{name} must be a number, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
+        bound = float(cast(float, value))  # kind is int or (int, float)
+        if not math.isfinite(bound):
             raise SettingsError(f"{name} must be finite, got {value!r}")
-        if minimum is not None and (value <= minimum if strict else value < minimum):
+        if minimum is not None and (bound <= minimum if strict else bound < minimum):
             relation = ">" if strict else ">="
             raise SettingsError(f"{name} must be {relation} {minimum}, got {value!r}")
         return value
@@ -221,9 +222,17 @@ def _reject_unknown(data: Mapping[str, Any], what: str, allowed: tuple[str, ...]
 
 _CHECK_ARGS = ("inputs", "dims", "modes")
 _COMMON = (
-    "backend", "dynamic", "fullgraph", "options", "device", "seed", "grad",
-    "max_graph_breaks", "max_recompiles", "max_compile_time",
-)  # fmt: skip
+    "backend",
+    "dynamic",
+    "fullgraph",
+    "options",
+    "device",
+    "seed",
+    "grad",
+    "max_graph_breaks",
+    "max_recompiles",
+    "max_compile_time",
+)
 MARKER_ARGS: dict[str, tuple[str, ...]] = {
     "compile_equivalent": _CHECK_ARGS + _COMMON + ("rtol", "atol", "examples"),
     "compile_faster": _CHECK_ARGS

@@ -30,11 +30,16 @@ class SpeedEstimate:
     rounds: int
     eager_median: float  # seconds per call
     compiled_median: float
-    confidence: float
+    confidence: float  # of this interval
+    looks: int = 1  # intervals examined while measuring (Bonferroni: confidence is per look)
 
     def describe(self) -> str:
+        overall = 1.0 - (1.0 - self.confidence) * self.looks
+        per_look = (
+            f" ({self.confidence:.1%} at each of {self.looks} looks)" if self.looks > 1 else ""
+        )
         return (
-            f"speedup {self.speedup:.3f}x, {self.confidence:.0%} interval "
+            f"speedup {self.speedup:.3f}x, {overall:.0%} interval{per_look} "
             f"[{self.low:.3f}, {self.high:.3f}] over {self.rounds} paired rounds; "
             f"median eager {_fmt_time(self.eager_median)}, "
             f"compiled {_fmt_time(self.compiled_median)} per call"
@@ -66,8 +71,9 @@ def median_interval(values: Sequence[float], confidence: float) -> tuple[float, 
     return ordered[k - 1], ordered[n - k]
 
 
-def estimate(eager: Sequence[float], compiled: Sequence[float],
-             confidence: float = 0.95) -> SpeedEstimate:  # fmt: skip
+def estimate(
+    eager: Sequence[float], compiled: Sequence[float], confidence: float = 0.95, looks: int = 1
+) -> SpeedEstimate:
     """Paired estimate from per-call times of each round (same length, same order)."""
     if len(eager) != len(compiled) or not eager:
         raise ValueError("need the same, non-zero number of eager and compiled rounds")
@@ -81,6 +87,7 @@ def estimate(eager: Sequence[float], compiled: Sequence[float],
         eager_median=statistics.median(eager),
         compiled_median=statistics.median(compiled),
         confidence=confidence,
+        looks=looks,
     )
 
 

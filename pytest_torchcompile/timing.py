@@ -16,10 +16,11 @@ from collections.abc import Callable
 
 import torch
 
-from .stats import SpeedDecision, decide, estimate, look_schedule
+from .stats import MIN_ROUNDS, SpeedDecision, decide, estimate, look_schedule
 
 BLOCK_SECONDS = 0.01  # long against perf_counter's resolution and scheduler jitter
 WARMUP_CALLS = 3
+FIRST_LOOK = 0.2  # share of the budget measured before the first decision: a stable estimate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,6 @@ def time_block(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -
 
 def calibrate(fns: list[Callable[[], object]], sync: Callable[[], None]) -> int:
     """Calls per block so the slower-running side's block lasts about BLOCK_SECONDS."""
-    per_call = max(time_block(fn, 1, sync) for fn in fns)
     calls = 1
     while True:
         per_call = max(time_block(fn, calls, sync) for fn in fns)
@@ -76,8 +76,14 @@ def peak_memory(fn: Callable[[], object], device: str) -> int | None:
     return torch.cuda.max_memory_allocated() - before
 
 
-def measure(eager: Callable[[], object], compiled: Callable[[], object], *,
-            min_speedup: float, max_time: float, device: str) -> Timing:  # fmt: skip
+def measure(
+    eager: Callable[[], object],
+    compiled: Callable[[], object],
+    *,
+    min_speedup: float,
+    max_time: float,
+    device: str,
+) -> Timing:
     sync = synchronizer(device)
     for _ in range(WARMUP_CALLS):
         eager()
@@ -87,7 +93,7 @@ def measure(eager: Callable[[], object], compiled: Callable[[], object], *,
     calls = calibrate([eager, compiled], sync)
     round_seconds = 2 * calls * max(time_block(eager, 1, sync), time_block(compiled, 1, sync))
     budget_rounds = max(int(max_time / max(round_seconds, 1e-9)), 1)
-    looks = look_schedule(budget_rounds)
+    looks = look_schedule(budget_rounds, max(MIN_ROUNDS, int(FIRST_LOOK * budget_rounds)))
     confidence = 1.0 - 0.05 / len(looks)
     eager_times: list[float] = []
     compiled_times: list[float] = []
@@ -103,7 +109,7 @@ def measure(eager: Callable[[], object], compiled: Callable[[], object], *,
         n = len(eager_times)
         out_of_time = time.perf_counter() >= deadline and n >= looks[0]
         if n in looks or out_of_time:
-            est = estimate(eager_times, compiled_times, confidence)
+            est = estimate(eager_times, compiled_times, confidence, len(looks))
             decision = decide(est, min_speedup, final=out_of_time or n >= looks[-1])
     return Timing(
         decision=decision,

@@ -28,7 +28,9 @@ def test_paths_name_the_failing_leaf():
 def test_structure_type_and_shape_mismatches():
     Pair = namedtuple("Pair", "a b")
     assert "missing from the compiled output" in compare({"a": 1, "b": 2}, {"a": 1}).describe()
-    assert "eager gives list of 2, compiled gives list of 3" in compare([1, 2], [1, 2, 3]).describe()
+    assert (
+        "eager gives list of 2, compiled gives list of 3" in compare([1, 2], [1, 2, 3]).describe()
+    )
     assert "shape [2] != eager's [3]" in compare(torch.zeros(3), torch.zeros(2)).describe()
     assert "dtype torch.float64" in compare(torch.zeros(2), torch.zeros(2).double()).describe()
     assert compare(Pair(torch.ones(1), None), Pair(torch.ones(1), None)).passed

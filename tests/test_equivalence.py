@@ -30,7 +30,8 @@ def broken_backend(gm, example_inputs):
 
 def test_real_models_pass_under_inductor_in_two_modes(suite):
     """MLP, conv+BatchNorm with grad, dict outputs, token ids: the examples suite."""
-    suite.makepyfile(test_models="""
+    suite.makepyfile(
+        test_models="""
         import pytest, torch
         from models import MLP, ConvNet, TinyLM, TwoHeads
         from pytest_torchcompile import TensorSpec, compile_equivalent
@@ -60,22 +61,27 @@ def test_real_models_pass_under_inductor_in_two_modes(suite):
         @pytest.fixture
         def vocab():
             return 100
-    """)
+    """
+    )
     result = run(suite, "--compile-modes=default,max-autotune-no-cudagraphs", "-v")
     result.assert_outcomes(passed=5)
-    result.stdout.fnmatch_lines([
-        "*test_mlp[[]default[]] PASSED*",
-        "*test_mlp[[]max-autotune-no-cudagraphs[]] PASSED*",
-        "*test_convnet_train_mode_with_grad[[]default[]] PASSED*",
-        "*test_token_ids[[]default[]] PASSED*",
-        "*= torch.compile checks =*",
-        "5 compile checks: 5 passed",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "*test_mlp[[]default[]] PASSED*",
+            "*test_mlp[[]max-autotune-no-cudagraphs[]] PASSED*",
+            "*test_convnet_train_mode_with_grad[[]default[]] PASSED*",
+            "*test_token_ids[[]default[]] PASSED*",
+            "*= torch.compile checks =*",
+            "5 compile checks: 5 passed",
+        ]
+    )
 
 
 def test_a_wrong_compiled_result_is_caught_and_shrunk(suite):
     """A custom backend is wrong for batch >= 7: the failure names batch=7 exactly."""
-    suite.makepyfile(conftest=PERTURBING_BACKEND, test_wrong="""
+    suite.makepyfile(
+        conftest=PERTURBING_BACKEND,
+        test_wrong="""
         from models import MLP
         from pytest_torchcompile import TensorSpec, compile_equivalent
 
@@ -83,17 +89,20 @@ def test_a_wrong_compiled_result_is_caught_and_shrunk(suite):
                             backend="perturb_from_7", examples=30)
         def test_mlp():
             return MLP().eval()
-    """)
+    """,
+    )
     result = run(suite)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "compile_equivalent failed [[]mode=default, backend=perturb_from_7, device=cpu[]]",
-        "compiled output differs from eager",
-        "smallest failing example: batch=7; inputs arg0: float32[[]7, 128[]]",
-        "out: 70 of 70 elements differ (100%)",
-        "  greatest absolute difference 0.01 at index *",
-        "  fp64 judgement: RMSE(compiled, fp64)=0.01 exceeds 2 x RMSE(eager, fp64)=*",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "compile_equivalent failed [[]mode=default, backend=perturb_from_7, device=cpu[]]",
+            "compiled output differs from eager",
+            "smallest failing example: batch=7; inputs arg0: float32[[]7, 128[]]",
+            "out: 70 of 70 elements differ (100%)",
+            "  greatest absolute difference 0.01 at index *",
+            "  fp64 judgement: RMSE(compiled, fp64)=0.01 exceeds 2 x RMSE(eager, fp64)=*",
+        ]
+    )
     # Hypothesis saved the shrunk example under this test's key: the rerun replays it.
     assert list((suite.path / ".hypothesis" / "examples").iterdir())
     again = run(suite)
@@ -114,31 +123,38 @@ def test_past_the_recompile_limit_the_check_fails(suite):
     """)
     result = run(suite, "--compile-backend=eager")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "Dynamo hit its recompile limit (8) and would have fallen back to eager; *",
-        "  forward (*models.py:*): 0/0: tensor 'x' size mismatch at index 0*",
-        "Mark the varying dims dynamic *",
-        "first seen on example *",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "Dynamo hit its recompile limit (8) and would have fallen back to eager; *",
+            "  forward (*models.py:*): 0/0: tensor 'x' size mismatch at index 0*",
+            "Mark the varying dims dynamic *",
+            "first seen on example *",
+        ]
+    )
 
 
 def test_a_compile_error_is_short_and_points_at_the_cause(suite):
-    suite.makepyfile(conftest=PERTURBING_BACKEND, test_broken="""
+    suite.makepyfile(
+        conftest=PERTURBING_BACKEND,
+        test_broken="""
         from models import MLP
         from pytest_torchcompile import TensorSpec, compile_equivalent
 
         @compile_equivalent(inputs=[TensorSpec(2, 128)], backend="broken_backend")
         def test_mlp():
             return MLP().eval()
-    """)
+    """,
+    )
     result = run(suite)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "compiling with mode=default, backend=broken_backend raised "
-        "torch._dynamo.exc.BackendCompilerFailed:",
-        "*codegen exploded: unsupported op in this test backend*",
-        "  (full traceback with --tb=long)",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "compiling with mode=default, backend=broken_backend raised "
+            "torch._dynamo.exc.BackendCompilerFailed:",
+            "*codegen exploded: unsupported op in this test backend*",
+            "  (full traceback with --tb=long)",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
     long = run(suite, "--tb=long")
     assert "Traceback" in long.stdout.str() or "raise RuntimeError" in long.stdout.str()

@@ -14,8 +14,7 @@ from pytest_torchcompile import CompileCheckError, CompileSettings, SettingsErro
 def _script(body: str) -> str:
     """Run in a fresh interpreter: Dynamo's global state must not leak between checks."""
     code = textwrap.dedent(body)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -50,16 +49,18 @@ def test_each_fallback_reason(caplog):
             return lambda *a: tuple(o + 1 for o in gm(*a))
 
         model = MLP().eval()
+        def relu_net(x):  # the test backend raises on torch.relu nodes
+            return torch.relu(x) * 2
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            err = safe_compile(model, [torch.randn(2, 128)],
+            err = safe_compile(relu_net, [torch.randn(8)],
                                backend="relu_compile_error_TESTING_ONLY")
             wrong = safe_compile(model, [torch.randn(2, 128)], backend="off_by_one")
             slow = safe_compile(PointwiseChain(), [torch.randn(4096)], backend="eager",
                                 benchmark=True, min_speedup=50.0)
         for r in (err, wrong, slow):
             assert r.fallback_used and not r.compiled and not r.validation_passed
-            assert r.model is model or r.model.__class__.__name__ == "PointwiseChain"
+            assert r.model in (model, relu_net) or r.model.__class__.__name__ == "PointwiseChain"
         assert "raised" in err.reason and "ReluCompileError" in err.reason
         assert "compiled output differs from eager" in wrong.reason
         assert wrong.max_abs_error is not None and wrong.max_abs_error >= 0.99
@@ -72,14 +73,19 @@ def test_each_fallback_reason(caplog):
 
 def test_fallback_false_raises_with_the_result():
     with pytest.raises(CompileCheckError, match="safe_compile refused to compile") as info:
-        safe_compile(lambda x: x + 1, [torch.randn(3)], backend="relu_compile_error_TESTING_ONLY",
-                     fallback=False)  # fmt: skip
+        safe_compile(
+            lambda x: torch.relu(x) + 1,
+            [torch.randn(3)],
+            backend="relu_compile_error_TESTING_ONLY",
+            fallback=False,
+        )
     assert info.value.result.fallback_used is False and info.value.result.compiled is False
 
 
 def test_settings_from_dict_and_bad_config():
-    settings = CompileSettings.from_dict({"backend": "eager", "fallback": False, "atol": 1e-4,
-                                          "rtol": 1e-4})  # fmt: skip
+    settings = CompileSettings.from_dict(
+        {"backend": "eager", "fallback": False, "atol": 1e-4, "rtol": 1e-4}
+    )
     result = safe_compile(lambda x: x.sin() * 2, [torch.randn(5)], settings=settings)
     assert result.compiled and result.backend == "eager"
     with pytest.raises(SettingsError, match="unknown settings key 'fallbak'"):
@@ -89,22 +95,29 @@ def test_settings_from_dict_and_bad_config():
 
 
 def test_fallback_logs_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="pytest_torchcompile"), pytest.warns(
-        RuntimeWarning, match="fell back to eager"
+    with (
+        caplog.at_level(logging.WARNING, logger="pytest_torchcompile"),
+        pytest.warns(RuntimeWarning, match="fell back to eager"),
     ):
-        safe_compile(lambda x: x.cos(), [torch.randn(3)], backend="relu_compile_error_TESTING_ONLY")
+        safe_compile(
+            lambda x: torch.relu(x).cos(),
+            [torch.randn(3)],
+            backend="relu_compile_error_TESTING_ONLY",
+        )
     assert "fell back to eager" in caplog.text
 
 
 def test_same_verdict_as_the_marker(suite):
     """One engine: a wrong backend fails the marker and makes safe_compile fall back."""
-    suite.makepyfile(conftest="""
+    suite.makepyfile(
+        conftest="""
         from torch._dynamo.backends.registry import register_backend
 
         @register_backend
         def off_by_one(gm, example_inputs):
             return lambda *a: tuple(o + 1 for o in gm(*a))
-    """, test_verdicts="""
+    """,
+        test_verdicts="""
         import torch
         from models import MLP
         from pytest_torchcompile import TensorSpec, compile_equivalent, safe_compile
@@ -121,7 +134,8 @@ def test_same_verdict_as_the_marker(suite):
             x = torch.randn(2, 128)
             assert safe_compile(MLP().eval(), [x], backend="off_by_one").fallback_used
             assert safe_compile(MLP().eval(), [x], backend="inductor").validation_passed
-    """)
+    """,
+    )
     from conftest import run
 
     result = run(suite)

@@ -9,7 +9,11 @@ from pytest_torchcompile.settings import parse_dims, parse_marker, parse_modes
 def test_defaults_are_inductor_default_mode():
     s = CompileSettings()
     assert (s.mode, s.backend, s.examples, s.grad, s.fallback) == (
-        "default", "inductor", 20, False, True,
+        "default",
+        "inductor",
+        20,
+        False,
+        True,
     )
 
 

@@ -36,22 +36,29 @@ def test_real_speedup_passes_and_a_missing_one_fails_with_evidence(suite, tmp_pa
     bench = tmp_path / "bench.json"
     result = run(suite, "-v", f"--benchmark-json={bench}")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "compile_faster failed [[]mode=default, backend=inductor, device=cpu[]]",
-        "misses min_speedup=3: speedup *x, * interval [[]*, *[]] over * paired rounds; "
-        "median eager *, compiled * per call; decided by the confidence interval",
-        "* torch thread(s)",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "compile_faster failed [[]mode=default, backend=inductor, device=cpu[]]",
+            "misses min_speedup=3: speedup *x, 95% interval (*% at each of * looks) [[]*, *[]] over"
+            " * paired rounds; "
+            "median eager *, compiled * per call; decided by the confidence interval",
+            "* torch thread(s)",
+        ]
+    )
     data = json.loads(bench.read_text())
     names = sorted(b["name"] for b in data["benchmarks"])
-    assert names == ["test_fused_pointwise[default][compiled]",
-                     "test_fused_pointwise[default][eager]",
-                     "test_matmul_is_not_3x[default][compiled]",
-                     "test_matmul_is_not_3x[default][eager]"]  # fmt: skip
+    assert names == [
+        "test_fused_pointwise[default][compiled]",
+        "test_fused_pointwise[default][eager]",
+        "test_matmul_is_not_3x[default][compiled]",
+        "test_matmul_is_not_3x[default][eager]",
+    ]
     fused = [b for b in data["benchmarks"] if b["name"].startswith("test_fused")]
     assert {b["group"] for b in fused} == {"test_speed.py::test_fused_pointwise[default] [default]"}
     info = fused[0]["extra_info"]
-    assert info["mode"] == "default" and info["speedup"] > 1.3 and len(info["speedup_interval"]) == 2
+    assert (
+        info["mode"] == "default" and info["speedup"] > 1.3 and len(info["speedup_interval"]) == 2
+    )
     assert data["machine_info"]["torch"].startswith("2.")
 
 
@@ -71,12 +78,15 @@ def test_untrustworthy_timing_skips_with_the_reason(suite, args, reason):
 
 
 def test_benchmark_only_runs_just_the_speed_tests(suite):
-    suite.makepyfile(test_speed=SPEED.replace("min_speedup=3.0", "min_speedup=0.2") + """
+    suite.makepyfile(
+        test_speed=SPEED.replace("min_speedup=3.0", "min_speedup=0.2")
+        + """
 from pytest_torchcompile import compile_equivalent
 
 @compile_equivalent(inputs=[TensorSpec(8)])
 def test_equivalence_only():
     return PointwiseChain()
-""")
+"""
+    )
     result = run(suite, "--benchmark-only", "-rs")
     result.assert_outcomes(passed=2, skipped=1)

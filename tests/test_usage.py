@@ -21,22 +21,26 @@ MLP_TEST = """
 
 def test_help_lists_options_in_one_group(pytester):
     result = pytester.runpytest_inprocess("--help")
-    result.stdout.fnmatch_lines([
-        "torch.compile checks (pytest-torchcompile):",
-        "*--compile-modes=MODES*",
-        "*--compile-backend=NAME*",
-        "*--compile-report=PATH*",
-        "*--compile-baseline=PATH*",
-        "*--compile-cold*",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "torch.compile checks (pytest-torchcompile):",
+            "*--compile-modes=MODES*",
+            "*--compile-backend=NAME*",
+            "*--compile-report=PATH*",
+            "*--compile-baseline=PATH*",
+            "*--compile-cold*",
+        ]
+    )
 
 
 def test_markers_are_documented(pytester):
     result = pytester.runpytest_inprocess("--markers")
-    result.stdout.fnmatch_lines([
-        "@pytest.mark.compile_equivalent(inputs=*",
-        "@pytest.mark.compile_faster(min_speedup=*",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.compile_equivalent(inputs=*",
+            "@pytest.mark.compile_faster(min_speedup=*",
+        ]
+    )
 
 
 def test_plugin_import_does_not_import_torch(pytester):
@@ -83,11 +87,13 @@ def test_unknown_or_bad_marker_arguments_fail_collection_naming_them(suite):
         """,
     )
     result = run(suite)
-    result.stdout.fnmatch_lines([
-        "test_negative.py::test_negative: rtol must be >= 0, got -1",
-        "test_typo.py::test_typo: unknown @compile_equivalent argument 'exmaples'; "
-        "allowed: *examples*",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "test_negative.py::test_negative: rtol must be >= 0, got -1",
+            "test_typo.py::test_typo: unknown @compile_equivalent argument 'exmaples'; "
+            "allowed: *examples*",
+        ]
+    )
     assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
     assert result.ret == pytest.ExitCode.INTERRUPTED  # collection errors stop the run
 
@@ -106,11 +112,14 @@ def test_a_test_that_returns_no_model_fails_saying_so(suite):
     """)
     result = run(suite)
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([
-        "*must return the model under test (an nn.Module or any callable) or (model, inputs); "
-        "it returned None*",
-        "*no inputs: give inputs=* (TensorSpecs or values), or return (model, inputs) from the test",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "*must return the model under test (an nn.Module or any callable) or (model, inputs); "
+            "it returned None*",
+            "*no inputs: give inputs=* (TensorSpecs or values), or return (model, inputs) from "
+            "the test",
+        ]
+    )
 
 
 def test_mode_matrix_ids_and_marker_restriction(suite):
@@ -134,18 +143,22 @@ def test_mode_matrix_ids_and_marker_restriction(suite):
             return MLP()
     """)
     result = run(suite, "--compile-modes=default,max-autotune", "--collect-only", "-q")
-    result.stdout.fnmatch_lines([
-        "test_mode_matrix_ids_and_marker_restriction.py::test_matrix[default-8]",
-        "test_mode_matrix_ids_and_marker_restriction.py::test_matrix[default-16]",
-        "test_mode_matrix_ids_and_marker_restriction.py::test_matrix[max-autotune-8]",
-        "test_mode_matrix_ids_and_marker_restriction.py::test_matrix[max-autotune-16]",
-        "test_mode_matrix_ids_and_marker_restriction.py::test_only_autotune[max-autotune]",
-        "test_mode_matrix_ids_and_marker_restriction.py::test_disjoint[no-mode]",
-    ])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        [
+            "test_mode_matrix_ids_and_marker_restriction.py::test_matrix[default-8]",
+            "test_mode_matrix_ids_and_marker_restriction.py::test_matrix[default-16]",
+            "test_mode_matrix_ids_and_marker_restriction.py::test_matrix[max-autotune-8]",
+            "test_mode_matrix_ids_and_marker_restriction.py::test_matrix[max-autotune-16]",
+            "test_mode_matrix_ids_and_marker_restriction.py::test_only_autotune[max-autotune]",
+            "test_mode_matrix_ids_and_marker_restriction.py::test_disjoint[no-mode]",
+        ]
+    )
     result = run(suite, "--compile-modes=default,max-autotune", "-k", "disjoint", "-rs")
     result.assert_outcomes(skipped=1)
-    assert ("marker modes ['reduce-overhead'] do not intersect --compile-modes "
-            "['default', 'max-autotune']: nothing to run") in result.stdout.str()
+    assert (
+        "marker modes ['reduce-overhead'] do not intersect --compile-modes "
+        "['default', 'max-autotune']: nothing to run"
+    ) in result.stdout.str()
 
 
 def test_missing_device_skips_with_reason(suite):
@@ -184,8 +197,9 @@ def test_fixture_and_compile_mode_parametrize_over_modes(suite):
     """)
     result = run(suite, "--compile-backend=eager", "-v")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*test_mode_param[[]default[]] PASSED*",
-                                 "*test_imperative[[]default[]] PASSED*"])  # fmt: skip
+    result.stdout.fnmatch_lines(
+        ["*test_mode_param[[]default[]] PASSED*", "*test_imperative[[]default[]] PASSED*"]
+    )
 
 
 def test_examples_override_and_returned_inputs(suite):
