@@ -34,7 +34,7 @@ def train(model, steps: int = 5) -> float:
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-    return float(loss)
+    return loss.item()
 
 
 def main() -> None:

@@ -280,7 +280,9 @@ _INTERNAL = (
 def describe_compile_error(error: BaseException, settings: CompileSettings) -> str:
     """Exception type, its first lines, and the user-code frame it points at."""
     text = str(error).strip()
-    head = "\n".join(text.splitlines()[:4])
+    noise = ("Set TORCHDYNAMO_VERBOSE", "For even more developer context")
+    lines_ = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
+    head = "\n".join(lines_[:3])
     lines = [
         f"compiling with mode={settings.mode}, backend={settings.backend} raised "
         f"{type(error).__module__}.{type(error).__name__}:",
@@ -289,7 +291,6 @@ def describe_compile_error(error: BaseException, settings: CompileSettings) -> s
     user_frame = _user_frame(text, error)
     if user_frame:
         lines.append(f"  in user code: {user_frame}")
-    lines.append("  (full traceback with --tb=long)")
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from .benchmark import benchmark_session, record_entries, speed_skip_reason
-from .errors import CheckSkipped, CompileCheckError, SettingsError
+from .errors import CheckSkipped, CompileCheckError, CompileFailedError, SettingsError
 from .records import PROPERTY_NAME, CheckRecord
 from .settings import DEFAULT_BACKEND, DEFAULT_MODE, CompileSettings, parse_marker
 
@@ -301,7 +301,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     excinfo = call.excinfo
     ours = excinfo is not None and excinfo.errisinstance(CompileCheckError)
     if ours and excinfo is not None and item.config.getoption("tbstyle", "auto") != "long":
-        report.longrepr = str(excinfo.value)
+        hint = (
+            "\n(full traceback with --tb=long)" if excinfo.errisinstance(CompileFailedError) else ""
+        )
+        report.longrepr = str(excinfo.value) + hint
     if report.skipped and not any(n == PROPERTY_NAME for n, _ in report.user_properties):
         callspec = getattr(item, "callspec", None)
         mode = callspec.params.get("compile_mode") if callspec else None

@@ -152,7 +152,7 @@ def test_a_compile_error_is_short_and_points_at_the_cause(suite):
             "compiling with mode=default, backend=broken_backend raised "
             "torch._dynamo.exc.BackendCompilerFailed:",
             "*codegen exploded: unsupported op in this test backend*",
-            "  (full traceback with --tb=long)",
+            "(full traceback with --tb=long)",
         ]
     )
     assert "Traceback" not in result.stdout.str()

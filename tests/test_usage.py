@@ -179,8 +179,9 @@ def test_fixture_and_compile_mode_parametrize_over_modes(suite):
     """Plugin logic (binding the fixture to the mode): the eager backend, no mode options."""
     suite.makepyfile("""
         import torch
+        from hypothesis import strategies as st
         from models import TwoHeads
-        from pytest_torchcompile import TensorSpec
+        from pytest_torchcompile import TensorSpec, compile_equivalent
 
         def test_mode_param(compile_mode):
             assert compile_mode == "default"
@@ -194,9 +195,27 @@ def test_fixture_and_compile_mode_parametrize_over_modes(suite):
                                                     dims={"b": (2, 5)}, examples=4)
             assert record.outcome == "passed" and record.examples >= 1
             assert record.backend == "eager" and record.mode == "default"
+            speed = torchcompile.assert_faster(model, [TensorSpec(64, 24)], min_speedup=0.1,
+                                               max_time=0.5)
+            assert speed.check == "faster" and speed.speedup > 0.1 and speed.rounds >= 8
+
+        drawn = []
+        heads = TwoHeads().eval()
+
+        @compile_equivalent(inputs=st.tuples(
+            st.integers(1, 6).map(lambda n: torch.randn(n, 24)),
+            st.sampled_from([0.5, 2.0])), examples=5)
+        def test_strategy_inputs():
+            def scaled(x, factor):
+                drawn.append(x.shape[0])
+                return heads(x)["logits"] * factor
+            return scaled
+
+        def test_strategy_drew_examples():
+            assert len(drawn) >= 5 and set(drawn) <= set(range(1, 7))
     """)
     result = run(suite, "--compile-backend=eager", "-v")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
         ["*test_mode_param[[]default[]] PASSED*", "*test_imperative[[]default[]] PASSED*"]
     )
