@@ -6,7 +6,6 @@ Torch loads when a mode or backend must be validated or a check runs.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 import shutil
@@ -18,6 +17,7 @@ import pytest
 from .benchmark import benchmark_session, record_entries, speed_skip_reason
 from .errors import CheckSkipped, CompileCheckError, CompileFailedError, SettingsError
 from .records import PROPERTY_NAME, CheckRecord
+from .session import Controller, PluginState
 from .settings import DEFAULT_BACKEND, DEFAULT_MODE, CompileSettings, parse_marker
 
 MARKERS = ("compile_equivalent", "compile_faster")
@@ -37,20 +37,6 @@ MARKER_DOCS = {
     ),
 }
 STATE = pytest.StashKey["PluginState"]()
-
-
-@dataclasses.dataclass
-class PluginState:
-    modes: tuple[str, ...]
-    settings: CompileSettings
-    examples_override: int | None
-    cold_root: str | None
-    records: list[CheckRecord] = dataclasses.field(default_factory=list)
-    regressions: tuple[str, ...] = ()
-    improvements: tuple[str, ...] = ()
-
-    def cache_dir(self) -> str | None:
-        return tempfile.mkdtemp(dir=self.cold_root) if self.cold_root else None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -322,63 +308,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
                 )
                 report.user_properties.append((PROPERTY_NAME, record.to_json()))
     return report
-
-
-class Controller:
-    """Lives in the controlling process only (not in xdist workers): collects every record
-    from the test reports, prints the one table, writes the one report."""
-
-    def __init__(self, config: pytest.Config, state: PluginState) -> None:
-        self.config = config
-        self.state = state
-        self._seen: set[str] = set()
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for name, value in report.user_properties:
-            if name == PROPERTY_NAME and isinstance(value, str) and value not in self._seen:
-                self._seen.add(value)
-                self.state.records.append(CheckRecord.from_json(value))
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from . import report
-
-        config, state = self.config, self.state
-        path = config.getoption("compile_report")
-        if path:
-            env = report.environment(state.modes, state.settings.backend)
-            report.write_report(path, state.records, env)
-        baseline = config.getoption("compile_baseline")
-        if not baseline:
-            return
-        try:
-            saved = report.read_report(baseline)
-        except SettingsError as error:
-            state.regressions = (str(error),)
-        else:
-            tolerance = config.getoption("compile_baseline_tolerance")
-            result = report.compare_to_baseline(state.records, saved, tolerance)
-            state.regressions, state.improvements = result.regressions, result.improvements
-        if state.regressions and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from .report import render_table
-
-        config, state, tr = self.config, self.state, terminalreporter
-        if state.records:
-            tr.write_sep("=", "torch.compile checks")
-            for line in render_table(state.records, config.getoption("verbose")):
-                tr.write_line(line)
-        if config.getoption("compile_baseline"):
-            tr.write_sep("=", "torch.compile baseline")
-            for line in state.regressions:
-                tr.write_line(f"REGRESSION {line}", red=True)
-            for line in state.improvements:
-                tr.write_line(f"improved   {line}", green=True)
-            if not state.regressions:
-                tr.write_line("no regressions against the baseline")
-        if config.getoption("compile_report"):
-            tr.write_line(f"compile report written to {config.getoption('compile_report')}")
 
 
 @pytest.hookimpl(optionalhook=True)
