@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .compare import LeafResult
 from .compiling import CompileSession, CompileStats, compile_kwargs
 from .equivalence import EquivalenceCheck, ExampleMismatch, runner
 from .errors import CheckSkipped, CompileCheckError, SettingsError
@@ -83,7 +84,9 @@ class CompileChecker:
         """``torch.compile`` under this checker's mode and settings."""
         return torch.compile(model, **compile_kwargs(self.settings.replace(**overrides)))
 
-    def _prepare(self, marker: str, inputs: Any, dims: Any, overrides: dict[str, Any]):
+    def _prepare(
+        self, marker: str, inputs: Any, dims: Any, overrides: dict[str, Any]
+    ) -> tuple[CompileSettings, InputPlan]:
         if inputs is None:
             raise SettingsError(
                 "no inputs: give inputs=[...] (TensorSpecs or values), or return "
@@ -97,10 +100,10 @@ class CompileChecker:
             raise CheckSkipped(f"device {settings.device!r} is not available on this machine")
         return settings, InputPlan(inputs, args.dims, settings.device)
 
-    def _session(self, settings: CompileSettings) -> CompileSession:
-        return CompileSession(
-            settings, fallback_random=self.fallback_random, cache_dir=self.cache_dir()
-        )
+    def _session(self, settings: CompileSettings, *, timed: bool = False) -> CompileSession:
+        # Timing must measure the code users ship: inductor's own RNG, not eager's.
+        fallback_random = self.fallback_random and not timed
+        return CompileSession(settings, fallback_random=fallback_random, cache_dir=self.cache_dir())
 
     def assert_equivalent(
         self, model: Any, inputs: Any = None, *, dims: Any = None, **overrides: Any
@@ -119,17 +122,13 @@ class CompileChecker:
         failures = ([] if result.passed else [result.message]) + health_failures(
             result.stats, settings
         )
-        worst = result.worst
         record = self._record(
             "equivalent",
             settings,
             result.stats,
             failures,
             examples=result.examples,
-            max_error=worst.max_abs if worst else None,
-            max_error_path=worst.path if worst else None,
-            atol=worst.atol if worst else settings.atol,
-            rtol=worst.rtol if worst else settings.rtol,
+            **_error_fields(result.worst, settings),
         )
         if failures:
             raise CompileCheckError(header + "\n".join(map(str, failures)), record)
@@ -143,7 +142,7 @@ class CompileChecker:
         settings, plan = self._prepare("compile_faster", inputs, dims, overrides)
         header = _header("compile_faster", settings)
         example = plan.largest(settings.seed or 0)
-        with self._session(settings) as session:
+        with self._session(settings, timed=True) as session:
             try:
                 check = EquivalenceCheck(model, plan, settings, session)
                 check.check_example(example)
@@ -158,7 +157,9 @@ class CompileChecker:
             except ExampleMismatch as mismatch:
                 error = CompileCheckError(
                     "compiled output differs from eager, so its speed is moot\n"
-                    f"example: {mismatch.example.describe()}\n{mismatch.comparison.describe()}"
+                    f"example: {mismatch.example.describe()}\n{mismatch.comparison.describe()}\n"
+                    "(speed checks compile with inductor's own RNG, as shipped: random ops such "
+                    "as dropout draw differently from eager, so time the model in eval mode)"
                 )
                 failed = self._failed("faster", settings, session.stats(), header, error)
                 raise failed from None  # the message says all; the mismatch is no traceback
@@ -171,17 +172,13 @@ class CompileChecker:
         failures += _memory_failures(timing, settings)
         failures += health_failures(stats, settings)
         est = decision.estimate
-        worst = check.worst
         record = self._record(
             "faster",
             settings,
             stats,
             failures,
             examples=1,
-            max_error=worst.max_abs if worst else None,
-            max_error_path=worst.path if worst else None,
-            atol=worst.atol if worst else settings.atol,
-            rtol=worst.rtol if worst else settings.rtol,
+            **_error_fields(check.worst, settings),
             speedup=est.speedup,
             speedup_low=est.low,
             speedup_high=est.high,
@@ -234,6 +231,16 @@ class CompileChecker:
     ) -> CompileCheckError:
         record = self._record(check, settings, stats, [str(error)])
         return type(error)(header + str(error), record)
+
+
+def _error_fields(worst: LeafResult | None, settings: CompileSettings) -> dict[str, Any]:
+    """The greatest error a check saw, where, and the tolerance it was judged by."""
+    return {
+        "max_error": worst.max_abs if worst else None,
+        "max_error_path": worst.path if worst else None,
+        "atol": worst.atol if worst else settings.atol,
+        "rtol": worst.rtol if worst else settings.rtol,
+    }
 
 
 def _header(marker: str, settings: CompileSettings) -> str:

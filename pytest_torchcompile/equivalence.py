@@ -86,12 +86,7 @@ def observe(
         out = fn(*args, **kwargs)
     observed: dict[str, Any] = {"out": _detach(out)}
     if grad:
-        losses = [t.real.sum() for t in _tensors(out) if t.requires_grad]
-        if not losses:
-            raise CompileCheckError(
-                "grad=True, but no floating output requires grad: nothing to differentiate"
-            )
-        torch.stack(losses).sum().backward()
+        backward_of_sum(out)
         if isinstance(module, torch.nn.Module):
             observed["grad"] = {
                 n: p.grad.detach().clone()
@@ -120,10 +115,20 @@ def runner(fn: Callable[..., Any], example: Example, *, grad: bool) -> Callable[
     def forward_backward() -> None:
         args = tuple(_fresh(v, grad) for v in example.args)
         kwargs = {k: _fresh(v, grad) for k, v in example.kwargs.items()}
-        losses = [t.real.sum() for t in _tensors(fn(*args, **kwargs)) if t.requires_grad]
-        torch.stack(losses).sum().backward()
+        backward_of_sum(fn(*args, **kwargs))
 
     return forward_backward
+
+
+def backward_of_sum(out: Any) -> None:
+    """Backward of the sum of every floating output, added in float64 so outputs of mixed
+    precision add up (the gradient of a sum is exactly 1 in any dtype)."""
+    losses = [t.real.sum().double() for t in _tensors(out) if t.requires_grad]
+    if not losses:
+        raise CompileCheckError(
+            "grad=True, but no floating output requires grad: nothing to differentiate"
+        )
+    sum(losses[1:], losses[0]).backward()
 
 
 def _fresh(value: Any, grad: bool) -> Any:

@@ -129,8 +129,10 @@ def _set_cache_dir(config: pytest.Config) -> None:
     chosen = config.getoption("compile_cache_dir")
     if chosen:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(chosen)
-    elif "TORCHINDUCTOR_CACHE_DIR" not in os.environ and config.cache is not None:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(config.cache.mkdir("torchcompile-inductor"))
+    elif "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+        if cache is not None:
+            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache.mkdir("torchcompile-inductor"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

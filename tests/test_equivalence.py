@@ -7,6 +7,7 @@ from conftest import run
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 PERTURBING_BACKEND = """
+import hypothesis
 import torch
 from torch._dynamo.backends.registry import register_backend
 
@@ -80,7 +81,9 @@ def test_real_models_pass_under_inductor_in_two_modes(suite):
 def test_a_wrong_compiled_result_is_caught_and_shrunk(suite):
     """A custom backend is wrong for batch >= 7: the failure names batch=7 exactly."""
     suite.makepyfile(
-        conftest=PERTURBING_BACKEND,
+        # This test is about the example database, which Hypothesis's "ci" profile (loaded
+        # when CI=true) turns off: load the default profile, as a user would to keep it.
+        conftest=PERTURBING_BACKEND + "\nhypothesis.settings.load_profile('default')\n",
         test_wrong="""
         from models import MLP
         from pytest_torchcompile import TensorSpec, compile_equivalent

@@ -53,6 +53,15 @@ def test_plugin_import_does_not_import_torch(pytester):
     result.assert_outcomes(passed=1)
 
 
+def test_runs_without_pytests_cache_provider(pytester, monkeypatch):
+    """Inductor's cache then stays wherever torch puts it; nothing breaks."""
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    pytester.makepyfile("def test_x(): pass")
+    result = run(pytester, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_unknown_mode_is_a_usage_error_listing_valid_modes(pytester):
     pytester.makepyfile("def test_x(): pass")
     result = run(pytester, "--compile-modes=default,fastest")
