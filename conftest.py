@@ -29,7 +29,3 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """Run pytest in a fresh process: Dynamo's global state must not leak between runs."""
     return pytester.runpytest_subprocess("-p", "no:randomly", *args, timeout=SUBPROCESS_TIMEOUT)
 
-
-@pytest.fixture
-def run_pytest():
-    return run
