@@ -28,4 +28,3 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """Run pytest in a fresh process: Dynamo's global state must not leak between runs."""
     return pytester.runpytest_subprocess("-p", "no:randomly", *args, timeout=SUBPROCESS_TIMEOUT)
-

@@ -20,7 +20,7 @@ class CheckRecord:
     mode: str
     backend: str
     device: str
-    outcome: str  # "passed", "failed" or "skipped"
+    outcome: str  # "passed", "failed", "xfailed" (failed, as the test expects) or "skipped"
     message: str | None = None
     compile_seconds: float | None = None
     graphs: int | None = None

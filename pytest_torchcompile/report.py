@@ -71,7 +71,8 @@ def table_rows(records: Iterable[CheckRecord]) -> list[tuple[str, ...]]:
 
 def render_table(records: Sequence[CheckRecord], verbosity: int = 0) -> list[str]:
     """One row per check; ``-q`` keeps only a count and failed rows, ``-v`` adds details."""
-    counts = {o: sum(r.outcome == o for r in records) for o in ("passed", "failed", "skipped")}
+    outcomes = ("passed", "failed", "xfailed", "skipped")
+    counts = {o: sum(r.outcome == o for r in records) for o in outcomes}
     summary = f"{len(records)} compile checks: " + ", ".join(
         f"{n} {o}" for o, n in counts.items() if n
     )

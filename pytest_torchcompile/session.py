@@ -23,6 +23,8 @@ class PluginState:
     records: list[CheckRecord] = dataclasses.field(default_factory=list)
     regressions: tuple[str, ...] = ()
     improvements: tuple[str, ...] = ()
+    unmatched: int = 0  # checks that have no record in the baseline
+    report_error: str | None = None
 
     def cache_dir(self) -> str | None:
         return tempfile.mkdtemp(dir=self.cold_root) if self.cold_root else None
@@ -38,10 +40,14 @@ class Controller:
         self._seen: set[str] = set()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        expected = hasattr(report, "wasxfail")  # the test says this check should fail
         for name, value in report.user_properties:
             if name == PROPERTY_NAME and isinstance(value, str) and value not in self._seen:
                 self._seen.add(value)
-                self.state.records.append(CheckRecord.from_json(value))
+                record = CheckRecord.from_json(value)
+                if expected and record.outcome == "failed":
+                    record = dataclasses.replace(record, outcome="xfailed")
+                self.state.records.append(record)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         from . import report
@@ -50,7 +56,11 @@ class Controller:
         path = config.getoption("compile_report")
         if path:
             env = report.environment(state.modes, state.settings.backend)
-            report.write_report(path, state.records, env)
+            try:
+                report.write_report(path, state.records, env)
+            except OSError as error:
+                state.report_error = f"cannot write --compile-report {path!r}: {error}"
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
         baseline = config.getoption("compile_baseline")
         if not baseline:
             return
@@ -62,6 +72,7 @@ class Controller:
             tolerance = config.getoption("compile_baseline_tolerance")
             result = report.compare_to_baseline(state.records, saved, tolerance)
             state.regressions, state.improvements = result.regressions, result.improvements
+            state.unmatched = result.unmatched
         if state.regressions and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -81,5 +92,9 @@ class Controller:
                 tr.write_line(f"improved   {line}", green=True)
             if not state.regressions:
                 tr.write_line("no regressions against the baseline")
-        if config.getoption("compile_report"):
+            if state.unmatched:
+                tr.write_line(f"{state.unmatched} check(s) have no record in the baseline")
+        if state.report_error:
+            tr.write_line(f"ERROR {state.report_error}", red=True)
+        elif config.getoption("compile_report"):
             tr.write_line(f"compile report written to {config.getoption('compile_report')}")

@@ -104,12 +104,20 @@ def test_report_baseline_round_trip_and_junit(suite, tmp_path):
     )
 
 
-def test_bad_baseline_is_reported_not_crashed(suite, tmp_path):
+def test_bad_baseline_and_unwritable_report_are_reported_not_crashed(suite, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"hello": 1}')
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
     suite.makepyfile("def test_plain(): pass")
-    result = run(suite, f"--compile-baseline={bad}")
-    result.stdout.fnmatch_lines(["REGRESSION *is not a pytest-torchcompile report*"])
+    result = run(suite, f"--compile-baseline={bad}", f"--compile-report={blocker}/r.json")
+    result.stdout.fnmatch_lines(
+        [
+            "REGRESSION *is not a pytest-torchcompile report*",
+            "ERROR cannot write --compile-report *a-file/r.json*",
+        ]
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
