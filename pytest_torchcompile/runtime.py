@@ -70,16 +70,12 @@ def safe_compile(
     base = settings if settings is not None else CompileSettings()
     resolved = base.replace(**given).validate_names()
     from .checker import CompileChecker
-    from .compiling import compile_kwargs
 
     checker = CompileChecker(
         resolved, test_id="safe_compile", fallback_random=False, database=False
     )
-    inputs = (
-        example_inputs
-        if isinstance(example_inputs, (dict, list))
-        else (tuple(example_inputs) if isinstance(example_inputs, tuple) else (example_inputs,))
-    )
+    single = not isinstance(example_inputs, (dict, list, tuple))
+    inputs = [example_inputs] if single else example_inputs
     timed = resolved.benchmark or resolved.min_speedup is not None
     try:
         if timed:  # checks the outputs on these inputs first, then times: one compile
@@ -89,10 +85,8 @@ def safe_compile(
             checked = checker.assert_equivalent(model, inputs, examples=1)
     except CompileCheckError as error:
         return _fall_back(model, resolved, error)
-    import torch
-
     return CompileResult(
-        model=torch.compile(model, **compile_kwargs(resolved)),
+        model=checker.compile(model),
         compiled=True,
         fallback_used=False,
         reason=None,
