@@ -30,9 +30,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
 from models import MLP, PointwiseChain  # noqa: E402
 
+from pytest_torchcompile.devices import synchronizer  # noqa: E402
 from pytest_torchcompile.equivalence import Example, runner  # noqa: E402
 from pytest_torchcompile.stats import estimate  # noqa: E402
-from pytest_torchcompile.timing import calibrate, measure, synchronizer, time_block  # noqa: E402
+from pytest_torchcompile.timing import calibrate, measure, time_block  # noqa: E402
 
 
 def busy() -> None:

@@ -15,22 +15,13 @@ import torch
 
 from .compare import LeafResult
 from .compiling import CompileSession, CompileStats, compile_kwargs
+from .devices import device_available
 from .equivalence import EquivalenceCheck, ExampleMismatch, runner
 from .errors import CheckSkipped, CompileCheckError, SettingsError
 from .inputs import InputPlan
 from .records import CheckRecord
 from .settings import CompileSettings, parse_marker
 from .timing import Timing, measure
-
-
-def device_available(device: str) -> bool:
-    kind = torch.device(device).type
-    if kind == "cpu":
-        return True
-    if kind == "mps":
-        return torch.backends.mps.is_available()
-    backend = getattr(torch, kind, None)
-    return bool(backend is not None and backend.is_available())
 
 
 def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]:

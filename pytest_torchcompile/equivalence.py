@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, Phase, given
 
 from .compare import Comparison, LeafResult, compare, flatten
 from .compiling import CompileSession, CompileStats
+from .devices import seed_generators
 from .errors import CompileCheckError
 from .inputs import Example, InputPlan
 from .settings import CompileSettings
@@ -66,25 +67,16 @@ def restore(module: Any, state: dict[str, torch.Tensor]) -> None:
         param.grad = None
 
 
-def seed_rng(device: str) -> None:
-    """Reset the generators this device draws from (``torch.manual_seed`` seeds every
-    backend and costs ~100x more, per call, per example)."""
-    torch.default_generator.manual_seed(_RNG_SEED)
-    kind = torch.device(device).type
-    if kind != "cpu":
-        getattr(torch, kind).manual_seed(_RNG_SEED)
-
-
 def observe(
     fn: Callable[..., Any], module: Any, example: Example, *, grad: bool, device: str = "cpu"
 ) -> dict:
     """Everything a run produces that must match: output, gradients, buffers."""
     args = tuple(_fresh(v, grad) for v in example.args)
     kwargs = {k: _fresh(v, grad) for k, v in example.kwargs.items()}
-    seed_rng(device)
+    seed_generators(device, _RNG_SEED)
     with torch.set_grad_enabled(grad):
         out = fn(*args, **kwargs)
-    observed: dict[str, Any] = {"out": _detach(out)}
+    observed: dict[str, Any] = {"out": out}  # compare() detaches what it reads
     if grad:
         backward_of_sum(out)
         if isinstance(module, torch.nn.Module):
@@ -146,19 +138,6 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
         for v in flatten(tree, "")[0].values()
         if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
     ]
-
-
-def _detach(tree: Any) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.detach()
-    if isinstance(tree, list):
-        return [_detach(v) for v in tree]
-    if isinstance(tree, tuple):
-        items = [_detach(v) for v in tree]
-        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
-    if isinstance(tree, dict) and type(tree) is dict:
-        return {k: _detach(v) for k, v in tree.items()}
-    return tree  # other containers are compared as they are; detach is only an economy
 
 
 def in_float64(example: Example) -> Example:
@@ -278,7 +257,6 @@ class EquivalenceCheck:
                 located = type(error)(
                     f"{error}\nfirst seen on example {self.examples_run}: {example.describe()}"
                 )
-                located.__cause__ = error.__cause__
                 fatal.append(located)
                 raise located from error.__cause__
 

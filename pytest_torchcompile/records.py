@@ -41,6 +41,11 @@ class CheckRecord:
     compiled_peak_memory: int | None = None
 
     @property
+    def label(self) -> str:
+        """How messages name a check: ``test_x[default] [default, equivalent]``."""
+        return f"{self.test_id} [{self.mode}, {self.check}]"
+
+    @property
     def key(self) -> str:
         """How a record is matched against its baseline."""
         return f"{self.test_id}::{self.check}::{self.mode}"

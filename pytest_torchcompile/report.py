@@ -113,7 +113,7 @@ def _details(r: CheckRecord) -> list[str]:
             f"  greatest error {r.max_error:.3g} at {r.max_error_path} "
             f"(atol {r.atol}, rtol {r.rtol})"
         )
-    return [f"{r.test_id} [{r.mode}, {r.check}]:", *lines] if lines else []
+    return [f"{r.label}:", *lines] if lines else []
 
 
 # -- JSON report -----------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def compare_to_baseline(
         if was is None:
             unmatched += 1
             continue
-        name = f"{now.test_id} [{now.mode}, {now.check}]"
+        name = now.label
         if was.outcome == "passed" and now.outcome == "failed":
             worse.append(f"{name}: passed in the baseline, fails now")
         elif was.outcome == "failed" and now.outcome == "passed":

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from .devices import synchronizer
 from .stats import MIN_ROUNDS, SpeedDecision, decide, estimate, look_schedule
 
 BLOCK_SECONDS = 0.01  # long against perf_counter's resolution and scheduler jitter
@@ -33,15 +34,6 @@ class Timing:
     device: str
     eager_peak_memory: int | None = None
     compiled_peak_memory: int | None = None
-
-
-def synchronizer(device: str) -> Callable[[], None]:
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.synchronize
-    backend = getattr(torch, kind, None)
-    sync = getattr(backend, "synchronize", None)
-    return sync if callable(sync) and kind != "cpu" else (lambda: None)
 
 
 def time_block(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> float:
