@@ -3,12 +3,24 @@ so every pytester subprocess inherits one warm inductor cache."""
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import pytest
 import torch  # noqa: F401  pytester's in-process runs drop modules they imported; torch's C
 
 # extension cannot be imported a second time, so the outer process holds it once for all.
+
+# torchvision from the package index is a CUDA build whose C++ ops do not load beside the
+# CPU torch, and transformers imports it when installed; its pure-Python models work once
+# its op registrations are skipped. (tests/test_zoo.py gives its subprocesses the same.)
+try:
+    import torchvision  # noqa: F401
+except (ImportError, RuntimeError):
+    for _name in [n for n in sys.modules if n.startswith("torchvision")]:
+        del sys.modules[_name]
+    sys.modules["torchvision._meta_registrations"] = types.ModuleType("stub")
 
 MODELS = (Path(__file__).parent / "examples" / "models.py").read_text()
 SUBPROCESS_TIMEOUT = 600

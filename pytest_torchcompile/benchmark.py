@@ -37,7 +37,9 @@ def speed_skip_reason(config: Any) -> str | None:
 
 def record_entries(fixture: Any, record: CheckRecord, timing: Any) -> None:
     """Add an eager and a compiled entry, grouped per test and mode, to pytest-benchmark."""
-    group = f"{record.test_id} [{record.mode}]"
+    params = record.test_id.rpartition("[")[2]
+    named = record.mode in params.rstrip("]").split("-")  # the id names the mode already
+    group = record.test_id if named else f"{record.test_id} [{record.mode}]"
     info = {
         "mode": record.mode,
         "backend": record.backend,

@@ -1,7 +1,9 @@
 """The engine's one face: compile, check equivalence, check speed, gate health, record.
 
 The markers, the ``torchcompile`` fixture and ``safe_compile`` all call a
-``CompileChecker``; none of them compares, times or counts on its own.
+``CompileChecker``; none of them compares, times or counts on its own. Both checks share
+one skeleton (``_run``): prepare settings and inputs, open an isolated compile session,
+run the check's body, apply the health gates, build one record, raise one error.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ import torch
 from .compare import LeafResult
 from .compiling import CompileSession, CompileStats, compile_kwargs
 from .devices import device_available
-from .equivalence import EquivalenceCheck, ExampleMismatch, runner
+from .equivalence import EquivalenceCheck, ExampleMismatch, Mismatch
 from .errors import CheckSkipped, CompileCheckError, SettingsError
 from .inputs import InputPlan
 from .records import CheckRecord
+from .running import runner
 from .settings import CompileSettings, parse_marker
 from .timing import Timing, measure
+
+
+class VacuousCheckWarning(UserWarning):
+    """A check passed, but some outputs it compared could not have shown a wrong result
+    (constant or all zeros in eager). ``-W error::pytest_torchcompile.VacuousCheckWarning``
+    turns it into a failure."""
 
 
 def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]:
@@ -49,6 +58,25 @@ def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]
     return failures
 
 
+@dataclasses.dataclass
+class _Outcome:
+    """What a check's body found, before the gates and the record."""
+
+    failures: list[str] = dataclasses.field(default_factory=list)
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    compiled: Callable[..., Any] | None = None
+    timing: Timing | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """A passed check's record and the compiled callable it validated."""
+
+    record: CheckRecord
+    compiled: Callable[..., Any]
+
+
 class CompileChecker:
     """Runs checks under base settings (CLI, ini, or a settings object) plus overrides."""
 
@@ -62,8 +90,15 @@ class CompileChecker:
         on_timing: Callable[[CheckRecord, Timing], None] = lambda record, timing: None,
         fallback_random: bool = True,
         database: bool = True,
+        timing_skip: Callable[[], str | None] = lambda: None,
+        skip: Callable[[str], Any] | None = None,
     ) -> None:
+        """``timing_skip`` says why timing cannot be trusted in this run (xdist workers,
+        disabled benchmarks), if it cannot; ``skip`` turns a reason into the caller's
+        skip (``pytest.skip``); by default a ``CheckSkipped`` is raised."""
         self.settings = settings
+        self.timing_skip = timing_skip
+        self.skip = skip or _raise_skipped
         self.test_id = test_id
         self.cache_dir = cache_dir
         self.on_record = on_record
@@ -74,6 +109,146 @@ class CompileChecker:
     def compile(self, model: Callable[..., Any], **overrides: Any) -> Callable[..., Any]:
         """``torch.compile`` under this checker's mode and settings."""
         return torch.compile(model, **compile_kwargs(self.settings.replace(**overrides)))
+
+    def assert_equivalent(
+        self, model: Any, inputs: Any = None, *, dims: Any = None, **overrides: Any
+    ) -> CheckRecord:
+        """Compiled matches eager on every drawn example; raises ``CompileCheckError``."""
+        return self.check_equivalent(model, inputs, dims=dims, **overrides).record
+
+    def assert_faster(
+        self, model: Any, inputs: Any = None, *, dims: Any = None, **overrides: Any
+    ) -> CheckRecord:
+        """Compiled is at least ``min_speedup`` times faster, by a paired, interleaved
+        measurement with a confidence interval; outputs are checked equal first."""
+        return self.check_faster(model, inputs, dims=dims, **overrides).record
+
+    def check_equivalent(
+        self,
+        model: Any,
+        inputs: Any = None,
+        *,
+        dims: Any = None,
+        in_place: bool = False,
+        **overrides: Any,
+    ) -> Checked:
+        def body(settings: CompileSettings, plan: InputPlan, session: CompileSession) -> _Outcome:
+            key = f"{self.test_id}::{settings.mode}" if self.database else None
+            check = EquivalenceCheck(
+                model, plan, settings, session, database_key=key, in_place=in_place
+            )
+            result = check.search()
+            fields = {"examples": result.examples, **_error_fields(result.worst, settings)}
+            if result.mismatch is not None:
+                fields["example"] = result.mismatch.example.provenance()
+            failures = [] if result.passed else [str(result.message)]
+            return _Outcome(failures, fields, result.warnings(), check.compiled)
+
+        return self._run("compile_equivalent", model, inputs, dims, overrides, body)
+
+    def check_faster(
+        self,
+        model: Any,
+        inputs: Any = None,
+        *,
+        dims: Any = None,
+        in_place: bool = False,
+        **overrides: Any,
+    ) -> Checked:
+        def body(settings: CompileSettings, plan: InputPlan, session: CompileSession) -> _Outcome:
+            example = plan.largest(settings.seed or 0)
+            check = EquivalenceCheck(model, plan, settings, session, in_place=in_place)
+            try:
+                check.check_example(example)
+            except ExampleMismatch as mismatch:
+                text = Mismatch(mismatch.example, mismatch.comparison).describe(
+                    "compiled output differs from eager, so its speed is moot"
+                )
+                raise CompileCheckError(
+                    text + "\n(speed checks compile with inductor's own RNG, as shipped: "
+                    "random ops such as dropout draw differently from eager, so time the "
+                    "model in eval mode)"
+                ) from None
+            compiled_run = runner(check.compiled, example, grad=settings.grad)
+            try:
+                timing = measure(
+                    runner(check.eager, example, grad=settings.grad),
+                    lambda: session.call(compiled_run),
+                    min_speedup=settings.min_speedup,  # type: ignore[arg-type]
+                    max_time=settings.max_time,
+                    device=settings.device,
+                    threads=settings.threads,
+                )
+            finally:
+                check.restore()
+            decision = timing.decision
+            failures = [] if decision.passed else [decision.describe()]
+            failures += _memory_failures(timing, settings)
+            est = decision.estimate
+            fields = {
+                "examples": 1,
+                **_error_fields(check.worst, settings),
+                "speedup": est.speedup,
+                "speedup_low": est.low,
+                "speedup_high": est.high,
+                "rounds": est.rounds,
+                "eager_median": est.eager_median,
+                "compiled_median": est.compiled_median,
+                "eager_peak_memory": timing.eager_peak_memory,
+                "compiled_peak_memory": timing.compiled_peak_memory,
+                "threads": timing.threads,
+            }
+            return _Outcome(failures, fields, [], check.compiled, timing)
+
+        return self._run("compile_faster", model, inputs, dims, overrides, body)
+
+    # -- the one skeleton ------------------------------------------------------------------
+
+    def _run(
+        self,
+        marker: str,
+        model: Any,
+        inputs: Any,
+        dims: Any,
+        overrides: dict[str, Any],
+        body: Callable[[CompileSettings, InputPlan, CompileSession], _Outcome],
+    ) -> Checked:
+        try:
+            settings, plan = self._prepare(marker, inputs, dims, overrides)
+            reason = self.timing_skip() if marker == "compile_faster" else None
+            if reason:
+                raise CheckSkipped(reason)
+        except CheckSkipped as skipped:
+            self.skip(str(skipped))
+            raise
+        check = marker.removeprefix("compile_")
+        header = (
+            f"{marker} failed [mode={settings.mode}, backend={settings.backend}, "
+            f"device={settings.device}]\n"
+        )
+        timed = marker == "compile_faster"
+        with self._session(settings, timed=timed) as session:
+            try:
+                outcome = body(settings, plan, session)
+            except CompileCheckError as error:
+                record = self._record(check, settings, session.stats(), [str(error)], {})
+                failed = type(error)(header + str(error), record)
+                raise failed from error.__cause__ or error
+            stats = session.stats()
+        failures = outcome.failures + health_failures(stats, settings)
+        fields = dict(outcome.fields)
+        if outcome.timing is not None and not failures:
+            fields["message"] = outcome.timing.decision.describe()
+        record = self._record(check, settings, stats, failures, fields, outcome.warnings)
+        if outcome.timing is not None:
+            self.on_timing(record, outcome.timing)
+        if failures:
+            extra = f"\n{outcome.timing.threads} torch thread(s)" if outcome.timing else ""
+            raise CompileCheckError(header + "\n".join(failures) + extra, record)
+        for text in outcome.warnings:
+            warnings.warn(f"{record.label}: {text}", VacuousCheckWarning, stacklevel=4)
+        assert outcome.compiled is not None
+        return Checked(record, outcome.compiled)
 
     def _prepare(
         self, marker: str, inputs: Any, dims: Any, overrides: dict[str, Any]
@@ -96,106 +271,17 @@ class CompileChecker:
         fallback_random = self.fallback_random and not timed
         return CompileSession(settings, fallback_random=fallback_random, cache_dir=self.cache_dir())
 
-    def assert_equivalent(
-        self, model: Any, inputs: Any = None, *, dims: Any = None, **overrides: Any
-    ) -> CheckRecord:
-        """Compiled matches eager on every drawn example; raises ``CompileCheckError``."""
-        settings, plan = self._prepare("compile_equivalent", inputs, dims, overrides)
-        header = _header("compile_equivalent", settings)
-        with self._session(settings) as session:
-            try:
-                key = f"{self.test_id}::{settings.mode}" if self.database else None
-                check = EquivalenceCheck(model, plan, settings, session, database_key=key)
-                result = check.search()
-            except CompileCheckError as error:
-                failed = self._failed("equivalent", settings, session.stats(), header, error)
-                raise failed from error.__cause__ or error
-        failures = ([] if result.passed else [result.message]) + health_failures(
-            result.stats, settings
-        )
-        record = self._record(
-            "equivalent",
-            settings,
-            result.stats,
-            failures,
-            examples=result.examples,
-            **_error_fields(result.worst, settings),
-        )
-        if failures:
-            raise CompileCheckError(header + "\n".join(map(str, failures)), record)
-        return record
-
-    def assert_faster(
-        self, model: Any, inputs: Any = None, *, dims: Any = None, **overrides: Any
-    ) -> CheckRecord:
-        """Compiled is at least ``min_speedup`` times faster, by a paired, interleaved
-        measurement with a confidence interval; outputs are checked equal first."""
-        settings, plan = self._prepare("compile_faster", inputs, dims, overrides)
-        header = _header("compile_faster", settings)
-        example = plan.largest(settings.seed or 0)
-        with self._session(settings, timed=True) as session:
-            try:
-                check = EquivalenceCheck(model, plan, settings, session)
-                check.check_example(example)
-                compiled_run = runner(check.compiled, example, grad=settings.grad)
-                timing = measure(
-                    runner(check.eager, example, grad=settings.grad),
-                    lambda: session.call(compiled_run),
-                    min_speedup=settings.min_speedup,  # type: ignore[arg-type]
-                    max_time=settings.max_time,
-                    device=settings.device,
-                )
-            except ExampleMismatch as mismatch:
-                error = CompileCheckError(
-                    "compiled output differs from eager, so its speed is moot\n"
-                    f"example: {mismatch.example.describe()}\n{mismatch.comparison.describe()}\n"
-                    "(speed checks compile with inductor's own RNG, as shipped: random ops such "
-                    "as dropout draw differently from eager, so time the model in eval mode)"
-                )
-                failed = self._failed("faster", settings, session.stats(), header, error)
-                raise failed from None  # the message says all; the mismatch is no traceback
-            except CompileCheckError as error:
-                failed = self._failed("faster", settings, session.stats(), header, error)
-                raise failed from error.__cause__ or error
-            stats = session.stats()
-        decision = timing.decision
-        failures = [] if decision.passed else [decision.describe()]
-        failures += _memory_failures(timing, settings)
-        failures += health_failures(stats, settings)
-        est = decision.estimate
-        record = self._record(
-            "faster",
-            settings,
-            stats,
-            failures,
-            examples=1,
-            **_error_fields(check.worst, settings),
-            speedup=est.speedup,
-            speedup_low=est.low,
-            speedup_high=est.high,
-            rounds=est.rounds,
-            eager_median=est.eager_median,
-            compiled_median=est.compiled_median,
-            eager_peak_memory=timing.eager_peak_memory,
-            compiled_peak_memory=timing.compiled_peak_memory,
-            message="\n".join(failures) if failures else decision.describe(),
-        )
-        self.on_timing(record, timing)
-        if failures:
-            raise CompileCheckError(
-                header + "\n".join(failures) + f"\n{timing.threads} torch thread(s)", record
-            )
-        return record
-
     def _record(
         self,
         check: str,
         settings: CompileSettings,
         stats: CompileStats,
-        failures: list[Any],
-        **fields: Any,
+        failures: list[str],
+        fields: dict[str, Any],
+        notes: list[str] = (),  # type: ignore[assignment]
     ) -> CheckRecord:
-        fields.setdefault("message", "\n".join(map(str, failures)) or None)
+        fields = dict(fields)
+        fields.setdefault("message", "\n".join(failures) or None)
         record = CheckRecord(
             test_id=self.test_id,
             check=check,
@@ -204,24 +290,19 @@ class CompileChecker:
             device=settings.device,
             outcome="failed" if failures else "passed",
             compile_seconds=stats.compile_seconds,
+            compile_seconds_total=stats.compile_seconds_total,
             graphs=stats.graphs,
             graph_breaks=tuple(dataclasses.asdict(b) for b in stats.graph_breaks),
             recompiles=tuple(r.describe() for r in stats.recompiles),
+            warnings=tuple(notes),
             **fields,
         )
         self.on_record(record)
         return record
 
-    def _failed(
-        self,
-        check: str,
-        settings: CompileSettings,
-        stats: CompileStats,
-        header: str,
-        error: CompileCheckError,
-    ) -> CompileCheckError:
-        record = self._record(check, settings, stats, [str(error)])
-        return type(error)(header + str(error), record)
+
+def _raise_skipped(reason: str) -> None:
+    raise CheckSkipped(reason)
 
 
 def _error_fields(worst: LeafResult | None, settings: CompileSettings) -> dict[str, Any]:
@@ -229,16 +310,9 @@ def _error_fields(worst: LeafResult | None, settings: CompileSettings) -> dict[s
     return {
         "max_error": worst.max_abs if worst else None,
         "max_error_path": worst.path if worst else None,
-        "atol": worst.atol if worst else settings.atol,
+        "atol": worst.effective_atol if worst else settings.atol,
         "rtol": worst.rtol if worst else settings.rtol,
     }
-
-
-def _header(marker: str, settings: CompileSettings) -> str:
-    return (
-        f"{marker} failed [mode={settings.mode}, backend={settings.backend}, "
-        f"device={settings.device}]\n"
-    )
 
 
 def _memory_failures(timing: Timing, settings: CompileSettings) -> list[str]:

@@ -2,26 +2,28 @@
 
 A ``CompileSession`` starts from a clean Dynamo state, makes the recompile-limit fallback
 raise instead of silently running eager, and reads graph breaks, recompiles and compile
-time from Dynamo's own per-frame compilation metrics and graph-break log.
+time from Dynamo's own per-frame compilation metrics (every entry, kept for the whole
+check) and graph-break log. Every private torch API it touches lives in ``torch_compat``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import logging
 import os
 import re
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
-import torch._dynamo
-from torch._dynamo.utils import clear_compilation_metrics, counters, get_compilation_metrics
 
+from . import torch_compat as compat
 from .errors import CompileFailedError, NotCompiledError
 from .settings import DEFAULT_MODE, CompileSettings
+from .torch_compat import FrameMetrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,13 +35,27 @@ class GraphBreak:
         return f"{self.location or 'unknown location'}: {self.reason}"
 
 
+SIZE_SPECIALISATION_HINT = (
+    "Dynamo specialises dims of size 0 and 1, so a size-1 example compiles a graph of its "
+    'own: start dims at 2, e.g. dims={"batch": (2, 32)}'
+)
+DUCK_SIZING_HINT = (
+    "the first example drew equal sizes for two dims, which Dynamo then assumes stay equal "
+    '(duck sizing): give the dims different lower bounds, e.g. dims={"batch": (2, 8), '
+    '"seq": (3, 64)}'
+)
+_HINTS = {"size 0/1": SIZE_SPECIALISATION_HINT, "duck sizing": DUCK_SIZING_HINT}
+
+
 @dataclasses.dataclass(frozen=True)
 class Recompile:
     function: str
     reason: str
+    hint: str | None = None  # how to avoid it, where the cause is known
 
     def describe(self) -> str:
-        return f"{self.function}: {self.reason}"
+        text = f"{self.function}: {self.reason}"
+        return f"{text} ({self.hint})" if self.hint else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +66,70 @@ class CompileStats:
     graph_breaks: tuple[GraphBreak, ...] = ()
     recompiles: tuple[Recompile, ...] = ()
     compile_seconds: float = 0.0  # the first call's frames: what a user waits for once
+    compile_seconds_total: float = 0.0  # every frame, recompiles and backward graphs included
+    frames: int = 0  # frames (and backward graphs) compiled, recompiles included
+
+
+def compile_stats(
+    frames: Sequence[FrameMetrics],
+    *,
+    graphs: int = 0,
+    graph_breaks: Sequence[GraphBreak] = (),
+    first_call_frames: int | None = None,
+    compiled_as: str | None = None,
+) -> CompileStats:
+    """Stats from Dynamo's metrics, oldest first. ``first_call_frames``: how many entries
+    the first call produced (None: all). ``compiled_as``: the label of the compiled model,
+    for frames that torch's own wrappers compiled on its behalf."""
+    first = len(frames) if first_call_frames is None else first_call_frames
+    recompiles = []
+    function = compiled_as or "?"
+    for frame in frames:
+        if frame.function is not None:  # backward graphs name no function: keep the last
+            function = frame_owner(frame, compiled_as)
+        if frame.recompile_reason:
+            hint = _HINTS.get(compat.recompile_cause(frame.recompile_reason) or "")
+            recompiles.append(Recompile(function, frame.recompile_reason, hint))
+    return CompileStats(
+        graphs=graphs,
+        graph_breaks=tuple(graph_breaks),
+        recompiles=tuple(recompiles),
+        compile_seconds=sum(f.seconds for f in frames[:first]),
+        compile_seconds_total=sum(f.seconds for f in frames),
+        frames=len(frames),
+    )
+
+
+def frame_owner(frame: FrameMetrics, compiled_as: str | None) -> str:
+    """``name (file:line)`` of the user function a compiled frame belongs to.
+
+    ``torch.compile(module)`` on a module whose ``forward`` torch itself defines (an
+    ``nn.Sequential``, a subclass that inherits ``forward``) compiles torch's wrapper frame
+    (``inner`` in ``torch/_dynamo/external_utils.py``), not the user's: such frames are
+    attributed to the model that was compiled.
+    """
+    if compiled_as is not None and compat.in_torch(frame.filename):
+        return compiled_as
+    return frame.where
+
+
+def callable_label(model: Any) -> str | None:
+    """``name (file:line)`` for a compiled model: its ``forward`` (or the function itself);
+    where torch defines that ``forward``, the user's class that inherits it."""
+    target = model.forward if isinstance(model, torch.nn.Module) else model
+    function = inspect.unwrap(getattr(target, "__func__", target))
+    code = getattr(function, "__code__", None)
+    if code is not None and not compat.in_torch(code.co_filename):
+        return f"{code.co_name} ({code.co_filename}:{code.co_firstlineno})"
+    cls = type(model) if isinstance(model, torch.nn.Module) else None
+    name = f"{cls.__qualname__}.forward" if cls else getattr(function, "__qualname__", None)
+    if name is None:
+        return None
+    try:
+        source = cls if cls is not None and not compat.in_torch(inspect.getfile(cls)) else function
+        return f"{name} ({inspect.getsourcefile(source)}:{inspect.getsourcelines(source)[1]})"
+    except (TypeError, OSError):
+        return name
 
 
 def compile_kwargs(settings: CompileSettings) -> dict[str, Any]:
@@ -64,11 +144,9 @@ def compile_kwargs(settings: CompileSettings) -> dict[str, Any]:
         "fullgraph": settings.fullgraph,
     }
     if settings.backend == "inductor":
-        from torch._inductor import list_mode_options
-
         options = {}
         if settings.mode != DEFAULT_MODE:
-            options.update(list_mode_options(settings.mode, settings.dynamic))
+            options.update(compat.inductor_mode_options(settings.mode, settings.dynamic))
         options.update(settings.options or {})
         if options:
             kwargs["options"] = options
@@ -94,40 +172,49 @@ class CompileSession:
         self._breaks: dict[tuple[str, str | None], GraphBreak] = {}
         self._first_frames: int | None = None
         self._graphs_before = 0
+        self._compiled_as: list[str] = []
+        self._limit_error: type[BaseException] = compat.recompile_limit_error()
 
     def __enter__(self) -> CompileSession:
-        torch.compiler.reset()
-        clear_compilation_metrics()
+        compat.reset()
+        compat.clear_compilation_metrics()
         stack = self._stack
+        stack.enter_context(compat.keep_all_compilation_metrics())
         if self.cache_dir is not None:
             stack.enter_context(_environ("TORCHINDUCTOR_CACHE_DIR", self.cache_dir))
-        stack.enter_context(torch._dynamo.config.patch(fail_on_recompile_limit_hit=True))
+        stack.enter_context(compat.fail_on_recompile_limit())
         if self.fallback_random and self.settings.backend == "inductor":
-            from torch._inductor import config as inductor_config
-
-            stack.enter_context(inductor_config.patch(fallback_random=True))
+            stack.enter_context(compat.inductor_fallback_random())
         stack.enter_context(_capture_graph_breaks(self._on_graph_break))
-        stack.enter_context(_quiet_structured_trace())
-        self._graphs_before = counters["stats"]["unique_graphs"]
+        stack.enter_context(compat.quiet_structured_trace())
+        self._graphs_before = compat.graph_count()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
 
     def compile(self, model: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            label = callable_label(model)
+        except Exception:  # a label is a nicety: never let it stop a compile
+            label = None
+        if label is not None:
+            self._compiled_as.append(label)
         return torch.compile(model, **compile_kwargs(self.settings))
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run compiled code; turn Dynamo's failures into check errors users can act on."""
         try:
             result = fn()
-        except torch._dynamo.exc.FailOnRecompileLimitHit as error:
+        except self._limit_error as error:
             raise NotCompiledError(self._limit_message()) from error
         except Exception as error:
             raise CompileFailedError(describe_compile_error(error, self.settings)) from error
         if self._first_frames is None:
-            self._first_frames = len(get_compilation_metrics())
+            frames = compat.compilation_metrics()
+            self._first_frames = len(frames)
             if self.graphs == 0:
+                compat.check_graph_counter(self.graphs, frames)
                 raise NotCompiledError(
                     "Dynamo captured no graph: the model ran entirely in eager, so there is "
                     "nothing compiled to check"
@@ -137,39 +224,31 @@ class CompileSession:
 
     @property
     def graphs(self) -> int:
-        return counters["stats"]["unique_graphs"] - self._graphs_before
+        return compat.graph_count() - self._graphs_before
 
     def stats(self) -> CompileStats:
-        metrics = list(get_compilation_metrics())
-        seconds = [m.entire_frame_compile_time_s or 0.0 for m in metrics]
-        first = self._first_frames if self._first_frames is not None else len(metrics)
-        recompiles = []
-        function = "?"
-        for m in metrics:
-            if m.co_name is not None:  # the entry that hit the limit names no function
-                function = f"{m.co_name} ({m.co_filename}:{m.co_firstlineno})"
-            reason = getattr(m, "recompile_reason", None)
-            if reason:
-                recompiles.append(Recompile(function, reason))
-        return CompileStats(
+        # One model per session is the rule; with several, torch's wrapper frames cannot
+        # be told apart, so they keep torch's name.
+        compiled_as = self._compiled_as[0] if len(set(self._compiled_as)) == 1 else None
+        return compile_stats(
+            compat.compilation_metrics(),
             graphs=self.graphs,
             graph_breaks=tuple(self._breaks.values()),
-            recompiles=tuple(recompiles),
-            compile_seconds=sum(seconds[:first]),
+            first_call_frames=self._first_frames,
+            compiled_as=compiled_as,
         )
 
     def _on_graph_break(self, brk: GraphBreak) -> None:
         self._breaks.setdefault((brk.reason, brk.location), brk)
 
     def _limit_message(self) -> str:
-        limit = torch._dynamo.config.recompile_limit
         lines = [
-            f"Dynamo hit its recompile limit ({limit}) and would have fallen back to eager; "
-            f"the remaining calls would not run compiled. Recompiles:",
+            f"Dynamo hit its recompile limit ({compat.recompile_limit()}) and would have "
+            f"fallen back to eager; the remaining calls would not run compiled. Recompiles:",
         ]
         lines += [f"  {r.describe()}" for r in self.stats().recompiles]
         lines.append(
-            "Mark the varying dims dynamic (dynamic=True or torch._dynamo.mark_dynamic), or "
+            f"Mark the varying dims dynamic (dynamic=True or {compat.MARK_DYNAMIC}), or "
             "narrow dims= to the shapes the model really sees"
         )
         return "\n".join(lines)
@@ -177,47 +256,25 @@ class CompileSession:
 
 # -- graph-break log capture ------------------------------------------------------------------
 
-_LOCATION = re.compile(r"in user code at (\S+?:\d+)")
-_END_OF_REASON = re.compile(
-    r"\n\s*(?:Hint:|Developer debug context:|For more details|User code traceback:)"
-)
-_LINK = re.compile(r"For more details about this graph break, please visit: (\S+)")
 
-
-def parse_graph_break(message: str) -> GraphBreak:
+def parse_graph_break(message: str, error: BaseException | None = None) -> GraphBreak:
     """'file:line' and 'headline: explanation (see link)' from Dynamo's graph-break log."""
-    location = _LOCATION.search(message)
-    block = message.split("Graph Break Reason:", 1)[-1]
-    lines = [line.strip() for line in _END_OF_REASON.split(block)[0].splitlines() if line.strip()]
-    explanation = next(
-        (ln.removeprefix("Explanation:").strip() for ln in lines if ln.startswith("Explanation:")),
-        None,
-    )
-    headlines = [ln for ln in lines if not ln.startswith("Explanation:")]
-    reason = headlines[-1] if headlines else "unknown reason"
-    if explanation:
-        reason = f"{reason}: {explanation}"
-    link = _LINK.search(message)
-    if link:
-        reason = f"{reason} (see {link.group(1)})"
-    return GraphBreak(reason, location.group(1) if location else None)
+    reason, location = compat.parse_graph_break_log(message, error)
+    return GraphBreak(reason, location)
 
 
 @contextlib.contextmanager
 def _capture_graph_breaks(sink: Callable[[GraphBreak], None]) -> Iterator[None]:
     """Listen to Dynamo's ``graph_breaks`` log without printing it (unless the user did)."""
-    from torch._logging._internal import log_registry
 
     class Handler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            sink(parse_graph_break(record.getMessage()))
+            error = record.exc_info[1] if record.exc_info else None
+            sink(parse_graph_break(record.getMessage(), error))
 
     handler = Handler(logging.DEBUG)
     saved = []
-    for name in log_registry.artifact_log_qnames:
-        if not name.endswith(".__graph_breaks"):
-            continue
-        logger = logging.getLogger(name)
+    for logger in compat.graph_break_loggers():
         saved.append((logger, logger.level, logger.propagate))
         user_enabled = logger.isEnabledFor(logging.DEBUG) and logger.propagate
         logger.setLevel(logging.DEBUG)
@@ -230,25 +287,6 @@ def _capture_graph_breaks(sink: Callable[[GraphBreak], None]) -> Iterator[None]:
             logger.removeHandler(handler)
             logger.setLevel(level)
             logger.propagate = propagate
-
-
-@contextlib.contextmanager
-def _quiet_structured_trace() -> Iterator[None]:
-    """Keep torch's structured-trace records (empty DEBUG lines) out of pytest's captured
-    logs, where they bury the failure message; untouched when TORCH_TRACE asks for them."""
-    if os.environ.get("TORCH_TRACE"):
-        yield
-        return
-    trace_log = logging.getLogger("torch.__trace")
-
-    def drop(record: logging.LogRecord) -> bool:
-        return False
-
-    trace_log.addFilter(drop)
-    try:
-        yield
-    finally:
-        trace_log.removeFilter(drop)
 
 
 @contextlib.contextmanager
@@ -267,7 +305,7 @@ def _environ(name: str, value: str) -> Iterator[None]:
 # -- compile errors --------------------------------------------------------------------------
 
 _INTERNAL = (
-    os.path.dirname(torch.__file__),
+    compat.TORCH_DIR,
     os.path.dirname(__file__),
     f"{os.sep}hypothesis{os.sep}",
     f"{os.sep}_pytest{os.sep}",
@@ -299,6 +337,11 @@ def _user_frame(text: str, error: BaseException) -> str | None:
         if frames:
             path, line, func, code = frames[-1]
             return f"{path}:{line} in {func}: {code.strip()}"
+    return user_frame(error)
+
+
+def user_frame(error: BaseException) -> str | None:
+    """The innermost traceback frame outside torch, this plugin and the test runner."""
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         if not any(part in frame.filename for part in _INTERNAL):
             return f"{frame.filename}:{frame.lineno} in {frame.name}: {frame.line}"

@@ -1,8 +1,10 @@
 """Check a compiled model against eager over examples that Hypothesis draws and shrinks.
 
 The model is compiled once per check and reused for every example, shrinking included.
-Eager and compiled run on deep copies restored to the same state before each example,
-with the RNG seeded identically, so dropout and BatchNorm compare like for like.
+Eager and compiled run on copies restored to the same state before each example, with
+the RNG seeded identically (``running.py``), so dropout and BatchNorm compare like for
+like. The search returns a structured result: the shrunk mismatch (example and
+comparison), the greatest error seen, and the output leaves that could not have failed.
 """
 
 from __future__ import annotations
@@ -10,154 +12,106 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from collections.abc import Callable
+import zlib
 from typing import Any
 
 import hypothesis
 import torch
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, Verbosity, given
 
-from .compare import Comparison, LeafResult, compare, flatten
+from .compare import Comparison, LeafResult, compare
 from .compiling import CompileSession, CompileStats
-from .devices import seed_generators
 from .errors import CompileCheckError
 from .inputs import Example, InputPlan
+from .running import in_float64, observe, observe_eager, restore, snapshot
 from .settings import CompileSettings
 
-_RNG_SEED = 20240601
+# Parts of a run whose leaves can show a compiler's error. Buffers are left out: a buffer
+# the forward does not touch (BatchNorm's statistics in eval mode) is constant by design.
+_JUDGED_PARTS = ("out", "grad", "input_grad")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mismatch:
+    """Compiled differs from eager on this (shrunk) example."""
+
+    example: Example
+    comparison: Comparison
+
+    def describe(self, headline: str = "compiled output differs from eager") -> str:
+        lines = [headline, f"smallest failing example: {self.example.describe()}"]
+        lines.append(self.comparison.describe())
+        hint = self.example.rebuild_hint()
+        if hint:
+            lines.append(hint)
+        return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)
 class EquivalenceResult:
-    passed: bool
     examples: int
     stats: CompileStats
     worst: LeafResult | None
-    message: str | None = None
+    mismatch: Mismatch | None = None
+    vacuous: tuple[LeafResult, ...] = ()  # judged leaves constant in eager on every example
+    informative: bool = True  # some judged leaf could have shown a wrong result
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatch is None and self.informative
+
+    @property
+    def message(self) -> str | None:
+        if self.mismatch is not None:
+            return self.mismatch.describe()
+        if not self.informative:
+            return cannot_fail_message(self.vacuous)
+        return None
+
+    def warnings(self) -> list[str]:
+        """Vacuous leaves beside informative ones: the check passed, but not on these."""
+        if not self.informative or not self.vacuous:
+            return []
+        return [
+            f"{leaf.path} is {leaf.vacuous} on every example, so it cannot show a wrong "
+            "result (other outputs were compared)"
+            for leaf in self.vacuous
+            if leaf.path.startswith("out")  # a zero gradient is common and harmless
+        ]
 
 
-class ExampleMismatch(Exception):
-    def __init__(self, example: Example, comparison: Comparison) -> None:
-        super().__init__(comparison.describe())
-        self.example = example
-        self.comparison = comparison
-
-
-# -- running a model on one example ----------------------------------------------------------
-
-
-def snapshot(module: Any) -> dict[str, torch.Tensor]:
-    if not isinstance(module, torch.nn.Module):
-        return {}
-    state: dict[str, torch.Tensor] = dict(module.named_parameters())
-    state.update(module.named_buffers())
-    return {name: t.detach().clone() for name, t in state.items()}
-
-
-def restore(module: Any, state: dict[str, torch.Tensor]) -> None:
-    """Reset parameters and buffers in place, so compiled code's guards stay valid."""
-    if not state:
-        return
-    live: dict[str, torch.Tensor] = dict(module.named_parameters())
-    live.update(module.named_buffers())
-    with torch.no_grad():
-        for name, value in state.items():
-            live[name].copy_(value)
-    for param in module.parameters():
-        param.grad = None
-
-
-def observe(
-    fn: Callable[..., Any], module: Any, example: Example, *, grad: bool, device: str = "cpu"
-) -> dict:
-    """Everything a run produces that must match: output, gradients, buffers."""
-    args = tuple(_fresh(v, grad) for v in example.args)
-    kwargs = {k: _fresh(v, grad) for k, v in example.kwargs.items()}
-    seed_generators(device, _RNG_SEED)
-    with torch.set_grad_enabled(grad):
-        out = fn(*args, **kwargs)
-    observed: dict[str, Any] = {"out": out}  # compare() detaches what it reads
-    if grad:
-        backward_of_sum(out)
-        if isinstance(module, torch.nn.Module):
-            observed["grad"] = {
-                n: p.grad.detach().clone()
-                for n, p in module.named_parameters()
-                if p.grad is not None
-            }
-        named = [(f"arg{i}", v) for i, v in enumerate(args)] + list(kwargs.items())
-        observed["input_grad"] = {
-            n: v.grad for n, v in named if isinstance(v, torch.Tensor) and v.grad is not None
-        }
-    if isinstance(module, torch.nn.Module):
-        observed["buffers"] = {n: b.detach().clone() for n, b in module.named_buffers()}
-    return observed
-
-
-def runner(fn: Callable[..., Any], example: Example, *, grad: bool) -> Callable[[], None]:
-    """The work ``observe`` does, minus the bookkeeping: what a speed check times."""
-    if not grad:
-
-        def forward() -> None:
-            with torch.no_grad():
-                fn(*example.args, **example.kwargs)
-
-        return forward
-
-    def forward_backward() -> None:
-        args = tuple(_fresh(v, grad) for v in example.args)
-        kwargs = {k: _fresh(v, grad) for k, v in example.kwargs.items()}
-        backward_of_sum(fn(*args, **kwargs))
-
-    return forward_backward
-
-
-def backward_of_sum(out: Any) -> None:
-    """Backward of the sum of every floating output, added in float64 so outputs of mixed
-    precision add up (the gradient of a sum is exactly 1 in any dtype)."""
-    losses = [t.real.sum().double() for t in _tensors(out) if t.requires_grad]
-    if not losses:
-        raise CompileCheckError(
-            "grad=True, but no floating output requires grad: nothing to differentiate"
-        )
-    sum(losses[1:], losses[0]).backward()
-
-
-def _fresh(value: Any, grad: bool) -> Any:
-    if not isinstance(value, torch.Tensor):
-        return copy.deepcopy(value)
-    fresh = value.detach().clone()
-    if grad and (fresh.is_floating_point() or fresh.is_complex()) or value.requires_grad:
-        fresh.requires_grad_(True)
-    return fresh
-
-
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    return [
-        v
-        for v in flatten(tree, "")[0].values()
-        if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex())
-    ]
-
-
-def in_float64(example: Example) -> Example:
-    def widen(v: Any) -> Any:
-        if isinstance(v, torch.Tensor) and v.is_floating_point():
-            return v.detach().double()
-        return v
-
-    return Example(
-        tuple(widen(v) for v in example.args),
-        {k: widen(v) for k, v in example.kwargs.items()},
-        example.dims,
+def cannot_fail_message(vacuous: tuple[LeafResult, ...]) -> str:
+    names = "; ".join(f"{leaf.path} is {leaf.vacuous}" for leaf in vacuous[:5])
+    more = f" (and {len(vacuous) - 5} more)" if len(vacuous) > 5 else ""
+    return (
+        f"this check cannot detect a wrong result: {names}{more}, on every example. "
+        "A compiler that scaled or zeroed these outputs would pass. Give the model "
+        "non-trivial weights (a zero-initialised head, or fresh BatchNorm statistics that "
+        "shrink activations, make outputs vanish), or return an inner output to check"
     )
+
+
+class _Abort(BaseException):
+    """Leaves Hypothesis at once (it catches ``Exception`` only): a compile error or the
+    model's own error is not a property of the example to shrink, and Hypothesis would
+    otherwise print its example dump."""
+
+    def __init__(self, error: CompileCheckError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 # -- the check -------------------------------------------------------------------------------
 
 
 class EquivalenceCheck:
-    """Compare a model compiled in ``session`` with eager, example by example."""
+    """Compare a model compiled in ``session`` with eager, example by example.
+
+    The user's model is never changed: eager and compiled run on deep copies, unless
+    ``in_place`` (``safe_compile``), where the compiled side is the user's model itself,
+    so the compiled model handed back shares its parameters, and its state is restored
+    after every example.
+    """
 
     def __init__(
         self,
@@ -167,34 +121,50 @@ class EquivalenceCheck:
         session: CompileSession,
         *,
         database_key: str | None = None,
+        in_place: bool = False,
     ) -> None:
         self.plan = plan
         self.settings = settings
         self.session = session
         self.database_key = database_key
-        if isinstance(model, torch.nn.Module):
-            model = model.to(settings.device)
         self.pristine = model
         self.state = snapshot(model)
-        self.eager = copy.deepcopy(model)
-        self.compiled_module = copy.deepcopy(model)
+        self.eager = _copy_to(model, settings.device)
+        self.compiled_module = model if in_place else _copy_to(model, settings.device)
         self.compiled = session.compile(self.compiled_module)
         self.examples_run = 0
         self.worst: LeafResult | None = None
+        self._vacuous: dict[str, LeafResult] | None = None  # vacuous on every example so far
+        self._informative = False
         self._reference: tuple[Any, dict[str, torch.Tensor]] | None = None
 
     def search(self) -> EquivalenceResult:
         """Run every example Hypothesis draws; shrink a failure to its smallest example."""
-        failure = self._search()
-        stats = self.session.stats()
-        return EquivalenceResult(failure is None, self.examples_run, stats, self.worst, failure)
+        try:
+            mismatch = self._search()
+        finally:
+            self.restore()
+        vacuous = tuple(self._vacuous.values()) if self._vacuous else ()
+        return EquivalenceResult(
+            self.examples_run,
+            self.session.stats(),
+            self.worst,
+            mismatch,
+            vacuous,
+            self._informative or mismatch is not None,
+        )
 
-    def check_example(self, example: Example) -> None:
+    def restore(self) -> None:
+        """Put the compiled side's state back as it was (it may be the user's model)."""
+        restore(self.compiled_module, self.state)
+
+    def check_example(self, example: Example) -> Comparison:
+        """Run eager and compiled on one example; raise ``ExampleMismatch`` if they differ."""
         self.examples_run += 1
         restore(self.eager, self.state)
         restore(self.compiled_module, self.state)
         grad, device = self.settings.grad, self.settings.device
-        eager = observe(self.eager, self.eager, example, grad=grad, device=device)
+        eager = observe_eager(self.eager, self.eager, example, grad=grad, device=device)
         compiled = self.session.call(
             lambda: observe(self.compiled, self.compiled_module, example, grad=grad, device=device)
         )
@@ -224,10 +194,23 @@ class EquivalenceCheck:
             self.worst = worst
         if not comparison.passed:
             raise ExampleMismatch(example, comparison)
+        self._note_vacuous(comparison)
+        return comparison
+
+    def _note_vacuous(self, comparison: Comparison) -> None:
+        judged = [leaf for leaf in comparison.leaves if leaf.path.startswith(_JUDGED_PARTS)]
+        tensors = [leaf for leaf in judged if leaf.numel and leaf.problem is None]
+        vacuous = {leaf.path: leaf for leaf in tensors if leaf.vacuous}
+        if len(vacuous) < len(tensors):
+            self._informative = True
+        if self._vacuous is None:
+            self._vacuous = vacuous
+        else:
+            self._vacuous = {p: leaf for p, leaf in self._vacuous.items() if p in vacuous}
 
     def _fp64_run(self, example: Example) -> dict:
         if self._reference is None:
-            model = copy.deepcopy(self.pristine)
+            model = _copy_to(self.pristine, self.settings.device)
             if isinstance(model, torch.nn.Module):
                 model = model.double()
             self._reference = (model, snapshot(model))
@@ -244,23 +227,21 @@ class EquivalenceCheck:
         except Exception:  # the model cannot run in float64: judge on tolerance alone
             return {}
 
-    def _search(self) -> str | None:
-        """Run Hypothesis; return the failure message for the shrunk example, if any."""
-        fatal: list[BaseException] = []
+    def _search(self) -> Mismatch | None:
+        """Run Hypothesis; return the mismatch on the shrunk example, if any."""
 
         def one_example(example: Example) -> None:
-            if fatal:  # compiling failed: fail every further example at once, compile nothing
-                raise fatal[0]
             try:
                 self.check_example(example)
             except CompileCheckError as error:
                 located = type(error)(
                     f"{error}\nfirst seen on example {self.examples_run}: {example.describe()}"
                 )
-                fatal.append(located)
-                raise located from error.__cause__
+                located.__cause__ = error.__cause__
+                raise _Abort(located) from error.__cause__
 
         test = given(self.plan.strategy())(one_example)
+        explore = self.settings.explore and self.settings.seed is None
         test = hypothesis.settings(
             max_examples=self.settings.examples,
             deadline=None,
@@ -268,22 +249,36 @@ class EquivalenceCheck:
             report_multiple_bugs=False,
             phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
             print_blob=False,
-            database=hypothesis.settings().database if self.database_key else None,
+            verbosity=Verbosity.quiet,  # our message names the example; no Hypothesis dump
+            database=hypothesis.settings().database if self.database_key and explore else None,
         )(test)
-        if self.settings.seed is not None:
-            test = hypothesis.seed(self.settings.seed)(test)
-        if self.database_key:
+        if not explore:  # reproducible run to run: a baseline compares like with like
+            seed = self.settings.seed
+            test = hypothesis.seed(seed if seed is not None else self._derived_seed())(test)
+        elif self.database_key:
             inner = test.hypothesis.inner_test  # type: ignore[attr-defined]
             inner._hypothesis_internal_add_digest = self.database_key.encode()
         try:
             test()
         except ExampleMismatch as mismatch:
-            return (
-                "compiled output differs from eager\n"
-                f"smallest failing example: {mismatch.example.describe()}\n"
-                + mismatch.comparison.describe()
-            )
-        except CompileCheckError as error:
-            original = fatal[0] if fatal else error
-            raise original from original.__cause__
+            return Mismatch(mismatch.example, mismatch.comparison)
+        except _Abort as abort:
+            raise abort.error from abort.error.__cause__
         return None
+
+    def _derived_seed(self) -> int:
+        return zlib.crc32((self.database_key or "pytest-torchcompile").encode())
+
+
+class ExampleMismatch(Exception):
+    """Raised inside the search so Hypothesis shrinks the example; becomes a ``Mismatch``."""
+
+    def __init__(self, example: Example, comparison: Comparison) -> None:
+        super().__init__(comparison.describe())
+        self.example = example
+        self.comparison = comparison
+
+
+def _copy_to(model: Any, device: str) -> Any:
+    copied = copy.deepcopy(model)
+    return copied.to(device) if isinstance(copied, torch.nn.Module) else copied

@@ -28,6 +28,11 @@ class CompileFailedError(CompileCheckError):
     """Dynamo or the backend raised while compiling or running the compiled model."""
 
 
+class ModelError(CompileCheckError):
+    """The model raised when run uncompiled: the inputs do not fit it (the user's mistake,
+    not the compiler's); the message says which example and where."""
+
+
 class NotCompiledError(CompileCheckError):
     """The model did not run compiled (no graph captured, or the recompile limit was hit)."""
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from .errors import SettingsError
+from .settings import check_dims_used
 
 DEFAULT_DIM_RANGE = (1, 32)
 _SEED_MAX = 2**32 - 1
@@ -110,12 +111,26 @@ class Example:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     dims: dict[str, int]
+    seed: int | None = None  # what filled the tensors: ``InputPlan.materialize(dims, seed)``
 
     def describe(self) -> str:
         drawn = ", ".join(f"{k}={v}" for k, v in self.dims.items())
         named = [(f"arg{i}", v) for i, v in enumerate(self.args)] + list(self.kwargs.items())
         shapes = ", ".join(f"{name}: {describe_value(v)}" for name, v in named)
         return f"{drawn}; inputs {shapes}" if drawn else f"inputs {shapes}"
+
+    def rebuild_hint(self) -> str | None:
+        """How to make these exact inputs again without the plugin, for a failure message."""
+        if self.seed is None:
+            return None
+        return (
+            f"rebuild these inputs: InputPlan(inputs, dims).materialize({self.dims!r}, "
+            f"seed={self.seed}) (pytest_torchcompile.inputs)"
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        """What rebuilds these inputs outside the plugin (JSON-ready)."""
+        return {"dims": dict(self.dims), "seed": self.seed}
 
 
 def describe_value(value: Any) -> str:
@@ -151,14 +166,9 @@ class InputPlan:
                 f"(TensorSpec or concrete values), or a Hypothesis strategy; got {inputs!r}"
             )
         specs = [v for v in (*self.args, *self.kwargs.values()) if isinstance(v, TensorSpec)]
-        named = dict.fromkeys(n for spec in specs for n in spec.dim_names)
+        named = tuple(dict.fromkeys(n for spec in specs for n in spec.dim_names))
         given = dict(dims or {})
-        unused = sorted(set(given) - set(named))
-        if unused:
-            raise SettingsError(
-                f"dims names {', '.join(map(repr, unused))} that no TensorSpec uses; "
-                f"symbolic dims in inputs: {', '.join(named) or 'none'}"
-            )
+        check_dims_used(given, named)
         self.dims = {name: given.get(name, DEFAULT_DIM_RANGE) for name in named}
 
     def strategy(self) -> SearchStrategy[Example]:
@@ -191,6 +201,7 @@ class InputPlan:
             args=tuple(make(v) for v in self.args),
             kwargs={k: make(v) for k, v in self.kwargs.items()},
             dims=dict(dims),
+            seed=seed,
         )
 
     def _from_drawn(self, drawn: Any) -> Example:

@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from .benchmark import benchmark_session, record_entries, speed_skip_reason
-from .errors import CheckSkipped, CompileCheckError, CompileFailedError, SettingsError
+from .errors import (
+    CompileCheckError,
+    CompileFailedError,
+    ModelError,
+    SettingsError,
+)
 from .records import PROPERTY_NAME, CheckRecord
 from .session import Controller, PluginState
 from .settings import DEFAULT_BACKEND, DEFAULT_MODE, CompileSettings, parse_marker
@@ -83,6 +88,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "TORCHINDUCTOR_CACHE_DIR if set)",
     )
     group.addoption(
+        "--compile-explore",
+        action="store_true",
+        default=None,
+        help="draw fresh Hypothesis examples every run and replay saved failures (default: "
+        "the examples are derived from the test id and mode, the same every run, so "
+        "baselines compare like with like; ini compile_explore)",
+    )
+    group.addoption(
+        "--compile-threads",
+        type=int,
+        metavar="N",
+        help="torch threads for both sides while speed checks time them (the user's setting "
+        "is restored after); overrides the markers' threads= (ini compile_threads)",
+    )
+    group.addoption(
         "--compile-cold",
         action="store_true",
         help="compile every check in a fresh, empty cache: honest cold compile times",
@@ -91,6 +111,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "compile_modes", "default torch.compile modes (comma-separated)", default=DEFAULT_MODE
     )
     parser.addini("compile_backend", "default torch.compile backend", default=DEFAULT_BACKEND)
+    parser.addini(
+        "compile_explore", "fresh Hypothesis examples every run (bool)", type="bool", default=False
+    )
+    parser.addini("compile_threads", "torch threads while timing speed checks", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,7 +123,13 @@ def pytest_configure(config: pytest.Config) -> None:
     modes_text = config.getoption("compile_modes") or config.getini("compile_modes")
     backend = config.getoption("compile_backend") or config.getini("compile_backend")
     examples = config.getoption("compile_examples")
+    explore = config.getoption("compile_explore")
+    if explore is None:
+        explore = config.getini("compile_explore")
+    threads = config.getoption("compile_threads")
     try:
+        if threads is None and str(config.getini("compile_threads")).strip():
+            threads = _int_ini("compile_threads", config.getini("compile_threads"))
         if modes_text.strip() == DEFAULT_MODE and backend == DEFAULT_BACKEND:
             modes: tuple[str, ...] = (DEFAULT_MODE,)  # nothing to validate: no torch yet
             settings = CompileSettings()
@@ -112,16 +142,49 @@ def pytest_configure(config: pytest.Config) -> None:
                 settings.replace(mode=mode).validate_names()
         if examples is not None:
             settings = settings.replace(examples=examples)
+        settings = settings.replace(explore=bool(explore), threads=threads)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     cold_root = (
         tempfile.mkdtemp(prefix="torchcompile-cold-") if config.getoption("compile_cold") else None
     )
-    state = PluginState(modes, settings, examples, cold_root)
+    state = PluginState(modes, settings, examples, cold_root, threads)
     config.stash[STATE] = state
     _set_cache_dir(config)
     if not hasattr(config, "workerinput"):
+        try:
+            state.baseline = _read_baseline(config)
+        except SettingsError as error:
+            raise pytest.UsageError(str(error)) from None
         config.pluginmanager.register(Controller(config, state), "torchcompile-controller")
+
+
+MAX_BASELINE_TOLERANCE = 10.0  # 1000% growth: past that no compile-time gate is left
+
+
+def _read_baseline(config: pytest.Config) -> list[CheckRecord] | None:
+    """Read and validate the baseline before any test runs, so a bad path or file costs
+    seconds, not a whole suite."""
+    tolerance = config.getoption("compile_baseline_tolerance")
+    if not 0 <= tolerance <= MAX_BASELINE_TOLERANCE:
+        raise SettingsError(
+            f"--compile-baseline-tolerance must be a fraction between 0 and "
+            f"{MAX_BASELINE_TOLERANCE:g} (0.25 tolerates 25% compile-time growth), "
+            f"got {tolerance:g}"
+        )
+    path = config.getoption("compile_baseline")
+    if not path:
+        return None
+    from .report import read_report
+
+    return read_report(path)
+
+
+def _int_ini(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise SettingsError(f"ini {name} must be a whole number, got {text!r}") from None
 
 
 def _set_cache_dir(config: pytest.Config) -> None:
@@ -165,7 +228,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "compile_mode" not in metafunc.fixturenames:
         metafunc.fixturenames.append("compile_mode")
     if modes:
-        metafunc.parametrize("compile_mode", modes, ids=modes)
+        params = [_mode_param(mode, markers, state.settings.backend) for mode in modes]
+        metafunc.parametrize("compile_mode", params, ids=modes)
         return
     wanted = sorted({m for a in markers for m in (a.modes or ())})
     reason = (
@@ -177,6 +241,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         [pytest.param(None, marks=pytest.mark.skip(reason=reason))],
         ids=["no-mode"],
     )
+
+
+def _mode_param(mode: str, markers: list, default_backend: str) -> Any:
+    """A mode, or a skipped item where a marker's backend cannot take this inductor mode."""
+    for args in markers:
+        backend = args.overrides.get("backend", default_backend)
+        if mode != DEFAULT_MODE and backend != DEFAULT_BACKEND:
+            reason = (
+                f"mode {mode!r} configures inductor and cannot apply to backend {backend!r}; "
+                f'add modes=("{DEFAULT_MODE}",) to the marker to run it once'
+            )
+            return pytest.param(mode, marks=pytest.mark.skip(reason=reason))
+    return mode
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -218,6 +295,8 @@ def _checker(item: Any, mode: str) -> Any:
         cache_dir=state.cache_dir,
         on_record=on_record,
         on_timing=on_timing,
+        timing_skip=lambda: speed_skip_reason(item.config),
+        skip=pytest.skip,
     )
 
 
@@ -261,11 +340,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         overrides = dict(marker.overrides)
         if state.examples_override is not None:
             overrides.pop("examples", None)
+        if state.threads_override is not None:
+            overrides.pop("threads", None)
         inputs = returned_inputs if returned_inputs is not None else marker.inputs
-        if marker.marker == "compile_faster":
-            reason = speed_skip_reason(pyfuncitem.config)
-            if reason:
-                pytest.skip(reason)
         check = (
             checker.assert_equivalent
             if marker.marker == "compile_equivalent"
@@ -273,8 +350,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         )
         try:
             check(model, inputs, dims=marker.dims, **overrides)
-        except CheckSkipped as skip:
-            pytest.skip(str(skip))
         except SettingsError as error:
             raise CompileCheckError(f"@{marker.marker}: {error}") from None
     return True
@@ -289,9 +364,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     excinfo = call.excinfo
     ours = excinfo is not None and excinfo.errisinstance(CompileCheckError)
     if ours and excinfo is not None and item.config.getoption("tbstyle", "auto") != "long":
-        hint = (
-            "\n(full traceback with --tb=long)" if excinfo.errisinstance(CompileFailedError) else ""
-        )
+        long_helps = excinfo.errisinstance((CompileFailedError, ModelError))
+        hint = "\n(full traceback with --tb=long)" if long_helps else ""
         report.longrepr = str(excinfo.value) + hint
     if report.skipped and not any(n == PROPERTY_NAME for n, _ in report.user_properties):
         callspec = getattr(item, "callspec", None)

@@ -22,7 +22,8 @@ class CheckRecord:
     device: str
     outcome: str  # "passed", "failed", "xfailed" (failed, as the test expects) or "skipped"
     message: str | None = None
-    compile_seconds: float | None = None
+    compile_seconds: float | None = None  # the first call's frames: what a user waits for once
+    compile_seconds_total: float | None = None  # every frame, recompiles included
     graphs: int | None = None
     graph_breaks: tuple[dict[str, Any], ...] = ()
     recompiles: tuple[str, ...] = ()
@@ -39,6 +40,9 @@ class CheckRecord:
     compiled_median: float | None = None
     eager_peak_memory: int | None = None
     compiled_peak_memory: int | None = None
+    threads: int | None = None  # torch threads while timing
+    example: dict[str, Any] | None = None  # the failing example's dims and value seed
+    warnings: tuple[str, ...] = ()  # passed, but with these caveats (e.g. vacuous leaves)
 
     @property
     def label(self) -> str:
@@ -54,6 +58,7 @@ class CheckRecord:
         data = dataclasses.asdict(self)
         data["graph_breaks"] = list(self.graph_breaks)
         data["recompiles"] = list(self.recompiles)
+        data["warnings"] = list(self.warnings)
         return data
 
     @classmethod
@@ -62,6 +67,7 @@ class CheckRecord:
         data = {k: v for k, v in data.items() if k in known}
         data["graph_breaks"] = tuple(data.get("graph_breaks", ()))
         data["recompiles"] = tuple(data.get("recompiles", ()))
+        data["warnings"] = tuple(data.get("warnings", ()))
         return cls(**data)
 
     def to_json(self) -> str:

@@ -62,44 +62,65 @@ def safe_compile(
     """Compile ``model`` if, on ``example_inputs``, it matches eager (and is fast enough).
 
     ``example_inputs``: a tuple/list of positional inputs or a dict of keyword inputs.
-    Explicit keywords override ``settings``. On a compile error, a failed validation or a
-    speedup below ``min_speedup``: with ``fallback=True`` return the original model with
-    the reason (and warn); with ``fallback=False`` raise ``CompileCheckError``.
+    Explicit keywords override ``settings``. Validation runs on the model's own device
+    (its parameters', else its inputs'); the model is never moved. The compiled model
+    returned is the one validated, sharing the model's parameters. On a compile error,
+    a failed validation or a speedup below ``min_speedup``: with ``fallback=True`` return
+    the original model with the reason (and warn); with ``fallback=False`` raise
+    ``CompileCheckError``.
     """
     given = {k: v for k, v in locals().items() if v is not _UNSET and k in _SETTING_ARGS}
     base = settings if settings is not None else CompileSettings()
+    single = not isinstance(example_inputs, (dict, list, tuple))
+    inputs = [example_inputs] if single else example_inputs
+    device = _device_of(model, inputs)
+    if device is not None:
+        given["device"] = device
     resolved = base.replace(**given).validate_names()
     from .checker import CompileChecker
 
     checker = CompileChecker(
         resolved, test_id="safe_compile", fallback_random=False, database=False
     )
-    single = not isinstance(example_inputs, (dict, list, tuple))
-    inputs = [example_inputs] if single else example_inputs
     timed = resolved.benchmark or resolved.min_speedup is not None
     try:
         if timed:  # checks the outputs on these inputs first, then times: one compile
             threshold = resolved.min_speedup or _GATE_FREE_SPEEDUP
-            checked = checker.assert_faster(model, inputs, min_speedup=threshold)
+            checked = checker.check_faster(model, inputs, min_speedup=threshold, in_place=True)
         else:
-            checked = checker.assert_equivalent(model, inputs, examples=1)
+            checked = checker.check_equivalent(model, inputs, examples=1, in_place=True)
     except CompileCheckError as error:
         return _fall_back(model, resolved, error)
+    record = checked.record
     return CompileResult(
-        model=checker.compile(model),
+        model=checked.compiled,
         compiled=True,
         fallback_used=False,
         reason=None,
         validation_passed=True,
-        max_abs_error=checked.max_error,
-        compile_seconds=checked.compile_seconds,
-        graph_breaks=len(checked.graph_breaks),
-        recompiles=len(checked.recompiles),
-        speedup=checked.speedup if timed else None,
-        speedup_interval=(checked.speedup_low, checked.speedup_high) if timed else None,  # type: ignore[arg-type]
+        max_abs_error=record.max_error,
+        compile_seconds=record.compile_seconds,
+        graph_breaks=len(record.graph_breaks),
+        recompiles=len(record.recompiles),
+        speedup=record.speedup if timed else None,
+        speedup_interval=(record.speedup_low, record.speedup_high) if timed else None,  # type: ignore[arg-type]
         mode=resolved.mode,
         backend=resolved.backend,
     )
+
+
+def _device_of(model: Any, inputs: Any) -> str | None:
+    """The model's device: its first parameter or buffer, else its first tensor input."""
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            return str(tensor.device)
+    values = inputs.values() if isinstance(inputs, dict) else inputs
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return str(value.device)
+    return None
 
 
 _SETTING_ARGS = (

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from .errors import SettingsError
 from .records import PROPERTY_NAME, CheckRecord
 from .settings import CompileSettings
 
@@ -20,6 +19,8 @@ class PluginState:
     settings: CompileSettings
     examples_override: int | None
     cold_root: str | None
+    threads_override: int | None = None
+    baseline: list[CheckRecord] | None = None  # read and validated at start-up
     records: list[CheckRecord] = dataclasses.field(default_factory=list)
     regressions: tuple[str, ...] = ()
     improvements: tuple[str, ...] = ()
@@ -61,18 +62,12 @@ class Controller:
             except OSError as error:
                 state.report_error = f"cannot write --compile-report {path!r}: {error}"
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        baseline = config.getoption("compile_baseline")
-        if not baseline:
+        if state.baseline is None:
             return
-        try:
-            saved = report.read_report(baseline)
-        except SettingsError as error:
-            state.regressions = (str(error),)
-        else:
-            tolerance = config.getoption("compile_baseline_tolerance")
-            result = report.compare_to_baseline(state.records, saved, tolerance)
-            state.regressions, state.improvements = result.regressions, result.improvements
-            state.unmatched = result.unmatched
+        tolerance = config.getoption("compile_baseline_tolerance")
+        result = report.compare_to_baseline(state.records, state.baseline, tolerance)
+        state.regressions, state.improvements = result.regressions, result.improvements
+        state.unmatched = result.unmatched
         if state.regressions and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

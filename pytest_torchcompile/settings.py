@@ -21,17 +21,17 @@ DEFAULT_BACKEND = "inductor"
 @functools.cache
 def available_modes() -> tuple[str, ...]:
     """The modes this torch knows, as ``torch.compile(mode=...)`` accepts them."""
-    import torch._inductor
+    from .torch_compat import inductor_modes
 
-    return tuple(torch._inductor.list_mode_options())
+    return inductor_modes()
 
 
 @functools.cache
 def available_backends() -> tuple[str, ...]:
     """Every registered Dynamo backend, debug and testing ones included."""
-    import torch._dynamo
+    from .torch_compat import backend_names
 
-    return tuple(torch._dynamo.list_backends(exclude_tags=()))
+    return backend_names()
 
 
 def check_mode(mode: str) -> str:
@@ -46,7 +46,8 @@ def check_backend(backend: str) -> str:
 
     if not hasattr(torch, "compile"):
         raise SettingsError(
-            f"torch {torch.__version__} has no torch.compile; pytest-torchcompile needs torch>=2.0"
+            f"torch {torch.version.__version__} has no torch.compile; pytest-torchcompile "
+            "needs torch>=2.0"
         )
     valid = available_backends()
     if backend not in valid:
@@ -131,6 +132,8 @@ _VALIDATORS = {
     "max_graph_breaks": _optional(int, minimum=0),
     "max_recompiles": _optional(int, minimum=0),
     "max_compile_time": _optional(_NUMBER, minimum=0, strict=True),
+    "explore": _flag,
+    "threads": _optional(int, minimum=1),
 }
 
 
@@ -160,6 +163,8 @@ class CompileSettings:
     max_graph_breaks: int | None = None
     max_recompiles: int | None = None
     max_compile_time: float | None = None
+    explore: bool = False  # fresh Hypothesis examples each run (else derived from the test id)
+    threads: int | None = None  # torch threads while timing (None: leave the user's setting)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -237,7 +242,7 @@ MARKER_ARGS: dict[str, tuple[str, ...]] = {
     "compile_equivalent": _CHECK_ARGS + _COMMON + ("rtol", "atol", "examples"),
     "compile_faster": _CHECK_ARGS
     + _COMMON
-    + ("rtol", "atol", "min_speedup", "max_time", "max_memory_ratio"),
+    + ("rtol", "atol", "min_speedup", "max_time", "max_memory_ratio", "threads"),
 }
 
 
@@ -271,13 +276,40 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) ->
         modes = tuple(modes)
         for mode in modes:
             check_mode(mode)
+    dims = parse_dims(kwargs.get("dims"))
+    named = spec_dim_names(kwargs.get("inputs"))
+    if named is not None:
+        check_dims_used(dims, named)
     return MarkerArgs(
         marker=name,
         overrides=overrides,
         inputs=kwargs.get("inputs"),
-        dims=parse_dims(kwargs.get("dims")),
+        dims=dims,
         modes=modes,
     )
+
+
+def spec_dim_names(inputs: Any) -> tuple[str, ...] | None:
+    """The symbolic dims the inputs' TensorSpecs name, in order; None where the inputs are
+    not a list or dict of values (a Hypothesis strategy, or not given yet)."""
+    if isinstance(inputs, Mapping):
+        values: Any = inputs.values()
+    elif isinstance(inputs, (list, tuple)):
+        values = inputs
+    elif hasattr(inputs, "dim_names"):
+        values = (inputs,)
+    else:
+        return None
+    return tuple(dict.fromkeys(n for v in values for n in getattr(v, "dim_names", ())))
+
+
+def check_dims_used(dims: Mapping[str, Any], named: tuple[str, ...]) -> None:
+    unused = sorted(set(dims) - set(named))
+    if unused:
+        raise SettingsError(
+            f"dims names {', '.join(map(repr, unused))} that no TensorSpec uses; "
+            f"symbolic dims in inputs: {', '.join(named) or 'none'}"
+        )
 
 
 def parse_dims(dims: Any) -> dict[str, tuple[int, int]]:

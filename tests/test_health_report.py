@@ -104,19 +104,43 @@ def test_report_baseline_round_trip_and_junit(suite, tmp_path):
     )
 
 
-def test_bad_baseline_and_unwritable_report_are_reported_not_crashed(suite, tmp_path):
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"hello": 1}')
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read compile report *"),
+        ("{not json", "cannot read compile report *"),
+        ('{"hello": 1}', "*is not a pytest-torchcompile report*"),
+        (
+            '{"format": "pytest-torchcompile-report", "version": 0, "records": []}',
+            "*is report version 0; this plugin reads version 1: regenerate the baseline",
+        ),
+    ],
+    ids=["missing", "unreadable", "not-a-report", "other-version"],
+)
+def test_a_bad_baseline_is_a_usage_error_before_any_test(suite, tmp_path, content, message):
+    baseline = tmp_path / "baseline.json"
+    if content is not None:
+        baseline.write_text(content)
+    suite.makepyfile("def test_plain(): raise SystemExit('a test ran')")
+    result = run(suite, f"--compile-baseline={baseline}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert "a test ran" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.parametrize("tolerance", ["-1", "1e9"])
+def test_an_absurd_baseline_tolerance_is_a_usage_error(pytester, tolerance):
+    result = run(pytester, f"--compile-baseline-tolerance={tolerance}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --compile-baseline-tolerance must be a fraction *"])
+
+
+def test_an_unwritable_report_is_reported_not_crashed(suite, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     suite.makepyfile("def test_plain(): pass")
-    result = run(suite, f"--compile-baseline={bad}", f"--compile-report={blocker}/r.json")
-    result.stdout.fnmatch_lines(
-        [
-            "REGRESSION *is not a pytest-torchcompile report*",
-            "ERROR cannot write --compile-report *a-file/r.json*",
-        ]
-    )
+    result = run(suite, f"--compile-report={blocker}/r.json")
+    result.stdout.fnmatch_lines(["ERROR cannot write --compile-report *a-file/r.json*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 

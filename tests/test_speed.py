@@ -54,7 +54,7 @@ def test_real_speedup_passes_and_a_missing_one_fails_with_evidence(suite, tmp_pa
         "test_matmul_is_not_3x[default][eager]",
     ]
     fused = [b for b in data["benchmarks"] if b["name"].startswith("test_fused")]
-    assert {b["group"] for b in fused} == {"test_speed.py::test_fused_pointwise[default] [default]"}
+    assert {b["group"] for b in fused} == {"test_speed.py::test_fused_pointwise[default]"}
     info = fused[0]["extra_info"]
     assert (
         info["mode"] == "default" and info["speedup"] > 1.3 and len(info["speedup_interval"]) == 2
@@ -71,10 +71,17 @@ def test_real_speedup_passes_and_a_missing_one_fails_with_evidence(suite, tmp_pa
     ],
 )
 def test_untrustworthy_timing_skips_with_the_reason(suite, args, reason):
-    suite.makepyfile(test_speed=SPEED)
+    """The marker and the fixture's assert_faster skip alike, never pass untimed."""
+    fixture_face = """
+def test_fixture_face(torchcompile):
+    torchcompile.assert_faster(PointwiseChain(), [TensorSpec(1 << 18)], min_speedup=1.3)
+"""
+    suite.makepyfile(test_speed=SPEED + fixture_face)
     result = run(suite, "-rs", *args)
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines([f"SKIPPED *{reason}*"])
+    if args[0] != "--benchmark-skip":  # pytest-benchmark skips its own fixture's users
+        result.stdout.fnmatch_lines([f"SKIPPED *test_fixture_face*{reason}*"])
 
 
 def test_benchmark_only_runs_just_the_speed_tests(suite):

@@ -250,3 +250,46 @@ def test_examples_override_and_returned_inputs(suite):
     result.stdout.fnmatch_lines(["*test_inputs_from_fixture*default*equivalent*passed*"])
     row = [line for line in result.stdout.lines if "equivalent  passed" in line][0]
     assert row.split()[8] in ("1", "2")  # the examples column: at most --compile-examples
+
+
+def test_unknown_dims_name_is_a_collection_error(suite):
+    suite.makepyfile(
+        test_dims="""
+            from models import MLP
+            from pytest_torchcompile import TensorSpec, compile_equivalent
+
+            @compile_equivalent(inputs=[TensorSpec("batch", 128)], dims={"btach": (1, 4)})
+            def test_typo():
+                return MLP()
+        """
+    )
+    result = run(suite)
+    result.stdout.fnmatch_lines(
+        [
+            "test_dims.py::test_typo: dims names 'btach' that no TensorSpec uses; "
+            "symbolic dims in inputs: batch"
+        ]
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
+def test_an_inductor_mode_under_another_backend_is_a_skip_saying_the_fix(suite):
+    """Plugin logic: the eager backend, which takes no inductor mode."""
+    suite.makepyfile(
+        test_backend="""
+            from models import MLP
+            from pytest_torchcompile import TensorSpec, compile_equivalent
+
+            @compile_equivalent(inputs=[TensorSpec(2, 128)], backend="eager", examples=1)
+            def test_eager_backend():
+                return MLP().eval()
+        """
+    )
+    result = run(suite, "--compile-modes=default,max-autotune", "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED *mode 'max-autotune' configures inductor and cannot apply to backend "
+            "'eager'; add modes=(\"default\",) to the marker to run it once"
+        ]
+    )
