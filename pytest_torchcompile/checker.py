@@ -291,6 +291,8 @@ class CompileChecker:
             outcome="failed" if failures else "passed",
             compile_seconds=stats.compile_seconds,
             compile_seconds_total=stats.compile_seconds_total,
+            compile_cache=stats.cache_state,
+            cache_counts=dict(stats.cache),
             graphs=stats.graphs,
             graph_breaks=tuple(dataclasses.asdict(b) for b in stats.graph_breaks),
             recompiles=tuple(r.describe() for r in stats.recompiles),

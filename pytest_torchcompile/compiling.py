@@ -68,6 +68,17 @@ class CompileStats:
     compile_seconds: float = 0.0  # the first call's frames: what a user waits for once
     compile_seconds_total: float = 0.0  # every frame, recompiles and backward graphs included
     frames: int = 0  # frames (and backward graphs) compiled, recompiles included
+    cache: dict[str, int] = dataclasses.field(default_factory=dict)  # cache hits and misses
+
+    @property
+    def cache_state(self) -> str | None:
+        """"warm" (every compile-cache lookup hit), "cold" (every one missed), "mixed", or
+        None where nothing was looked up (a backend without inductor's caches)."""
+        hits = self.cache.get("fxgraph_hit", 0) + self.cache.get("autograd_hit", 0)
+        misses = self.cache.get("fxgraph_miss", 0) + self.cache.get("autograd_miss", 0)
+        if not hits and not misses:
+            return None
+        return "warm" if not misses else "cold" if not hits else "mixed"
 
 
 def compile_stats(
@@ -172,6 +183,7 @@ class CompileSession:
         self._breaks: dict[tuple[str, str | None], GraphBreak] = {}
         self._first_frames: int | None = None
         self._graphs_before = 0
+        self._cache_before: dict[str, int] = {}
         self._compiled_as: list[str] = []
         self._limit_error: type[BaseException] = compat.recompile_limit_error()
 
@@ -188,6 +200,7 @@ class CompileSession:
         stack.enter_context(_capture_graph_breaks(self._on_graph_break))
         stack.enter_context(compat.quiet_structured_trace())
         self._graphs_before = compat.graph_count()
+        self._cache_before = compat.cache_counts()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -230,13 +243,16 @@ class CompileSession:
         # One model per session is the rule; with several, torch's wrapper frames cannot
         # be told apart, so they keep torch's name.
         compiled_as = self._compiled_as[0] if len(set(self._compiled_as)) == 1 else None
-        return compile_stats(
+        now = compat.cache_counts()
+        stats = compile_stats(
             compat.compilation_metrics(),
             graphs=self.graphs,
             graph_breaks=tuple(self._breaks.values()),
             first_call_frames=self._first_frames,
             compiled_as=compiled_as,
         )
+        cache = {k: now[k] - self._cache_before.get(k, 0) for k in now}
+        return dataclasses.replace(stats, cache=cache)
 
     def _on_graph_break(self, brk: GraphBreak) -> None:
         self._breaks.setdefault((brk.reason, brk.location), brk)

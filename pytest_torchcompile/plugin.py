@@ -23,7 +23,13 @@ from .errors import (
 )
 from .records import PROPERTY_NAME, CheckRecord
 from .session import Controller, PluginState
-from .settings import DEFAULT_BACKEND, DEFAULT_MODE, CompileSettings, parse_marker
+from .settings import (
+    DEFAULT_BACKEND,
+    DEFAULT_MODE,
+    CompileSettings,
+    check_options,
+    parse_marker,
+)
 
 MARKERS = ("compile_equivalent", "compile_faster")
 MARKER_DOCS = {
@@ -214,8 +220,12 @@ def _marker_args(item: Any) -> list:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = metafunc.config.stash[STATE]
     try:
         markers = _marker_args(metafunc.definition)
+        for args in markers:
+            backend = args.overrides.get("backend", state.settings.backend)
+            check_options(backend, args.overrides.get("options"))
         problem = None
     except SettingsError as error:
         markers, problem = [], f"{metafunc.definition.nodeid}: {error}"
@@ -223,7 +233,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         pytest.fail(problem, pytrace=False)
     if not markers and "compile_mode" not in metafunc.fixturenames:
         return
-    state = metafunc.config.stash[STATE]
     modes = [m for m in state.modes if all(a.modes is None or m in a.modes for a in markers)]
     if "compile_mode" not in metafunc.fixturenames:
         metafunc.fixturenames.append("compile_mode")

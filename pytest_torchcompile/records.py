@@ -24,6 +24,8 @@ class CheckRecord:
     message: str | None = None
     compile_seconds: float | None = None  # the first call's frames: what a user waits for once
     compile_seconds_total: float | None = None  # every frame, recompiles included
+    compile_cache: str | None = None  # "warm", "cold", "mixed" or None (no cache looked up)
+    cache_counts: dict[str, int] | None = None  # FX graph / AOTAutograd cache hits, misses
     graphs: int | None = None
     graph_breaks: tuple[dict[str, Any], ...] = ()
     recompiles: tuple[str, ...] = ()

@@ -176,15 +176,19 @@ class BaselineComparison:
     regressions: tuple[str, ...]
     improvements: tuple[str, ...]
     unmatched: int
+    notes: tuple[str, ...] = ()  # what could not be compared (e.g. cold against warm)
 
 
 def compare_to_baseline(
     current: Sequence[CheckRecord], baseline: Sequence[CheckRecord], tolerance: float
 ) -> BaselineComparison:
-    """Match by test id, check and mode; worse is a regression, better is only reported."""
+    """Match by test id, check and mode; worse is a regression, better is only reported.
+    Compile times are compared only between records of the same cache state (a warm
+    baseline against a cold run is noted as not comparable, never a regression)."""
     base = {r.key: r for r in baseline}
     worse: list[str] = []
     better: list[str] = []
+    notes: list[str] = []
     unmatched = 0
     for now in current:
         was = base.get(now.key)
@@ -204,7 +208,13 @@ def compare_to_baseline(
                 worse.append(f"{name}: {label} grew from {a} to {b}")
             elif b < a:
                 better.append(f"{name}: {label} fell from {a} to {b}")
-        if was.compile_seconds and now.compile_seconds is not None:
+        if was.compile_cache != now.compile_cache and now.compile_seconds is not None:
+            notes.append(
+                f"{name}: compile time not comparable: the baseline compiled "
+                f"{was.compile_cache or 'without a cache'}, this run "
+                f"{now.compile_cache or 'without a cache'}"
+            )
+        elif was.compile_seconds and now.compile_seconds is not None:
             grown = now.compile_seconds - was.compile_seconds
             if now.compile_seconds > was.compile_seconds * (1 + tolerance) and (
                 grown > COMPILE_TIME_FLOOR
@@ -229,4 +239,4 @@ def compare_to_baseline(
                     f"{name}: speedup {now.speedup:.2f}x is above the baseline's "
                     f"interval [{was.speedup_low:.2f}, {was.speedup_high:.2f}]"
                 )
-    return BaselineComparison(tuple(worse), tuple(better), unmatched)
+    return BaselineComparison(tuple(worse), tuple(better), unmatched, tuple(notes))

@@ -25,6 +25,7 @@ class PluginState:
     regressions: tuple[str, ...] = ()
     improvements: tuple[str, ...] = ()
     unmatched: int = 0  # checks that have no record in the baseline
+    baseline_notes: tuple[str, ...] = ()
     report_error: str | None = None
 
     def cache_dir(self) -> str | None:
@@ -67,7 +68,7 @@ class Controller:
         tolerance = config.getoption("compile_baseline_tolerance")
         result = report.compare_to_baseline(state.records, state.baseline, tolerance)
         state.regressions, state.improvements = result.regressions, result.improvements
-        state.unmatched = result.unmatched
+        state.unmatched, state.baseline_notes = result.unmatched, result.notes
         if state.regressions and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -85,6 +86,8 @@ class Controller:
                 tr.write_line(f"REGRESSION {line}", red=True)
             for line in state.improvements:
                 tr.write_line(f"improved   {line}", green=True)
+            for line in state.baseline_notes:
+                tr.write_line(f"note       {line}")
             if not state.regressions:
                 tr.write_line("no regressions against the baseline")
             if state.unmatched:

@@ -7,6 +7,7 @@ command line stays cheap until a compile check actually runs.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 from collections.abc import Mapping
@@ -39,6 +40,21 @@ def check_mode(mode: str) -> str:
     if mode not in valid:
         raise SettingsError(f"unknown compile mode {mode!r}; valid modes: {', '.join(valid)}")
     return mode
+
+
+def check_options(backend: str, options: Mapping[str, Any] | None) -> None:
+    """Inductor's options must be names inductor knows (a typo would be ignored silently
+    by no one: torch raises mid-compile); the nearest valid name is suggested."""
+    if not options or backend != DEFAULT_BACKEND:
+        return
+    from .torch_compat import inductor_option_names
+
+    valid = inductor_option_names()
+    for key in options:
+        if key not in valid:
+            near = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise SettingsError(f"options: {key!r} is not an inductor option{hint}")
 
 
 def check_backend(backend: str) -> str:
@@ -187,6 +203,7 @@ class CompileSettings:
         """Check mode and backend against what this torch offers (imports torch)."""
         check_backend(self.backend)
         check_mode(self.mode)
+        check_options(self.backend, self.options)
         if self.backend != "inductor" and self.mode != DEFAULT_MODE:
             raise SettingsError(
                 f"mode {self.mode!r} configures inductor and cannot apply to backend "

@@ -86,6 +86,12 @@ def backend_names() -> tuple[str, ...]:
     return tuple(list_backends(exclude_tags=()))
 
 
+def inductor_option_names() -> frozenset[str]:
+    """Every key ``torch.compile(options=...)`` accepts for inductor (its config names)."""
+    list_options = _first("inductor's option names", "torch._inductor:list_options")
+    return frozenset(list_options())
+
+
 # -- Dynamo and inductor settings ------------------------------------------------------------
 
 
@@ -131,6 +137,21 @@ def reset() -> None:
 
 
 # -- what Dynamo compiled --------------------------------------------------------------------
+
+
+# FX graph cache and AOTAutograd cache lookups, as torch counts them.
+CACHE_COUNTERS = {
+    "fxgraph_hit": ("inductor", "fxgraph_cache_hit"),
+    "fxgraph_miss": ("inductor", "fxgraph_cache_miss"),
+    "autograd_hit": ("aot_autograd", "autograd_cache_hit"),
+    "autograd_miss": ("aot_autograd", "autograd_cache_miss"),
+}
+
+
+def cache_counts() -> dict[str, int]:
+    """Compile-cache hits and misses so far in this process (0 where torch counts none)."""
+    counters = _first("Dynamo's counters", "torch._dynamo.utils:counters")
+    return {name: int(counters[group].get(key, 0)) for name, (group, key) in CACHE_COUNTERS.items()}
 
 
 def graph_count() -> int:

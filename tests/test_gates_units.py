@@ -88,3 +88,20 @@ def test_table_shows_every_outcome_and_quiet_keeps_failures():
     assert len(quiet) == 4 and "test_y" in quiet[3] and "test_x" not in "".join(quiet)
     verbose = render_table([_record(graph_breaks=({"reason": "r", "location": "f.py:1"},))], 1)
     assert "  graph break: f.py:1: r" in verbose
+
+
+def test_compile_time_is_compared_only_between_like_cache_states():
+    warm = _record(compile_seconds=0.1, compile_cache="warm")
+    cold = _record(compile_seconds=3.7, compile_cache="cold")
+    found = compare_to_baseline([cold], [warm], 0.25)
+    assert found.regressions == ()
+    assert found.notes == (
+        "t.py::test_x[default] [default, equivalent]: compile time not comparable: the "
+        "baseline compiled warm, this run cold",
+    )
+    slower = compare_to_baseline(
+        [_record(compile_seconds=3.7, compile_cache="cold")],
+        [_record(compile_seconds=1.0, compile_cache="cold")],
+        0.25,
+    )
+    assert "compile time grew from 1.00 s to 3.70 s" in slower.regressions[0]

@@ -177,3 +177,27 @@ def test_cache_dir_defaults_under_pytest_cache_and_cold_is_fresh(suite, monkeypa
     warm = run(suite)
     warm.assert_outcomes(passed=2)
     assert any(default.rglob("*.py"))  # this run compiled into the default cache
+
+
+def test_unchanged_code_gives_the_same_counts_run_to_run(suite, tmp_path):
+    """The examples derive from the test id and mode, so recompile counts (which depend on
+    the sequence of drawn shapes) are the same on every run, and a baseline sees no
+    regression; the records say whether each compile was cold or warm."""
+    unseeded = SUITE.replace(", seed=3", "")
+    suite.makepyfile(test_health=unseeded.replace("BREAKS", "None").replace("RECOMPILES", "None"))
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    run(suite, "-k", "shape_branch", f"--compile-report={first}").assert_outcomes(passed=1)
+    again = run(
+        suite, "-k", "shape_branch", f"--compile-report={second}", f"--compile-baseline={first}"
+    )
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["no regressions against the baseline"])
+    counts = [
+        [
+            (r["graphs"], len(r["recompiles"]), r["compile_cache"])
+            for r in json.loads(path.read_text())["records"]
+        ]
+        for path in (first, second)
+    ]
+    assert counts[0][0][:2] == counts[1][0][:2]
+    assert counts[1][0][2] in ("warm", "mixed", "cold")

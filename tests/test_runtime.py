@@ -29,8 +29,15 @@ def test_success_compiles_with_inductor_and_reports():
         assert result.compiled and not result.fallback_used and result.validation_passed
         assert result.reason is None and result.compile_seconds > 0 and result.graph_breaks == 0
         assert result.model is not model and result.backend == "inductor"
+        # The compiled model returned is the one validated: it wraps the user's own model
+        # (shared parameters, nothing moved or copied) and runs without compiling again.
+        assert result.model._orig_mod is model
+        assert all(p.device.type == "cpu" for p in model.parameters())
         x = torch.randn(4, 128)
-        assert torch.allclose(result.model(x), model(x), atol=1e-5)
+        before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        with torch.no_grad():  # as validated: a grad-mode call would compile for autograd
+            assert torch.allclose(result.model(x), model(x), atol=1e-5)
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == before
         print("ok", result.max_abs_error)
     """)
     assert out.startswith("ok")
@@ -69,6 +76,20 @@ def test_each_fallback_reason(caplog):
         print("ok")
     """)
     assert out.strip().endswith("ok")
+
+
+def test_the_models_own_error_is_a_short_reason():
+    """The model raises on the inputs it was given: no Hypothesis text, the user's line."""
+    model = torch.nn.Linear(16, 4)
+    with pytest.warns(RuntimeWarning, match="fell back to eager") as caught:
+        result = safe_compile(model, [torch.randn(3, 17)], backend="eager")
+    reason = result.reason or ""
+    assert reason.startswith("compile_equivalent failed [mode=default, backend=eager")
+    assert "eager raised RuntimeError: mat1 and mat2 shapes cannot be multiplied" in reason
+    assert "example: inputs arg0: float32[3, 17]" in reason
+    assert "Falsifying" not in reason and "Hypothesis" not in reason
+    assert len(reason.splitlines()) <= 6, reason
+    assert len(caught) == 1
 
 
 def test_fallback_false_raises_with_the_result():

@@ -252,6 +252,27 @@ def test_examples_override_and_returned_inputs(suite):
     assert row.split()[8] in ("1", "2")  # the examples column: at most --compile-examples
 
 
+def test_unknown_inductor_option_is_a_collection_error_with_a_suggestion(suite):
+    suite.makepyfile(
+        test_options="""
+            from models import MLP
+            from pytest_torchcompile import TensorSpec, compile_equivalent
+
+            @compile_equivalent(inputs=[TensorSpec(2, 128)], options={"max_autotun": True})
+            def test_typo():
+                return MLP()
+        """
+    )
+    result = run(suite)
+    result.stdout.fnmatch_lines(
+        [
+            "test_options.py::test_typo: options: 'max_autotun' is not an inductor option; "
+            "did you mean 'max_autotune'?"
+        ]
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+
+
 def test_unknown_dims_name_is_a_collection_error(suite):
     suite.makepyfile(
         test_dims="""
@@ -293,3 +314,11 @@ def test_an_inductor_mode_under_another_backend_is_a_skip_saying_the_fix(suite):
             "'eager'; add modes=(\"default\",) to the marker to run it once"
         ]
     )
+
+
+def test_a_plain_install_brings_pytest_benchmark():
+    """Speed checks record through pytest-benchmark: a dependency, not an extra."""
+    from importlib.metadata import requires
+
+    needed = [r for r in requires("pytest-torchcompile") or [] if "extra ==" not in r]
+    assert any(r.replace(" ", "").startswith("pytest-benchmark") for r in needed), needed

@@ -8,6 +8,8 @@ test double that runs the captured graph eagerly and scales what it returns (plu
 what is under test is the judgement, not a compiler).
 """
 
+import re
+
 import pytest
 
 from conftest import run
@@ -148,19 +150,16 @@ def test_the_zoo(suite):
     suite.makeconftest(CONFTEST)
     suite.makepyfile(zoo_models=MODELS, test_zoo_suite=SUITE)
     result = run(suite, "--compile-modes=default", "-v", "--durations=0")
-    outcomes = {
-        line.split("::", 1)[1].split(" ")[0]: line.rsplit(" ", 2)[-2]
-        for line in result.stdout.lines
-        if line.startswith("test_zoo_suite.py::") and (" PASSED" in line or " FAILED" in line)
-    }
-    want = {f"test_text[default-{m}]": "PASSED" for m in ("gpt2", "llama", "bert", "bart")}
-    want |= {f"test_image[default-{m}]": "PASSED" for m in ("resnet18", "mobilenet_v3_small")}
-    want["test_image[default-tiny_vit]"] = "FAILED"  # logits all zeros: cannot detect
+    verdict = re.compile(r"^test_zoo_suite\.py::(\S+) (PASSED|FAILED)")
+    outcomes = dict(m.groups() for m in map(verdict.match, result.stdout.lines) if m)
+    want = {f"test_text[{m}-default]": "PASSED" for m in ("gpt2", "llama", "bert", "bart")}
+    want |= {f"test_image[{m}-default]": "PASSED" for m in ("resnet18", "mobilenet_v3_small")}
+    want["test_image[tiny_vit-default]"] = "FAILED"  # logits all zeros: cannot detect
     want["test_gpt2_training_step[default]"] = "PASSED"
     for model in ("gpt2", "llama", "bert", "bart"):
-        want[f"test_text_wrong[default-{model}]"] = "FAILED"
+        want[f"test_text_wrong[{model}-default]"] = "FAILED"
     for model in ("resnet18", "mobilenet_v3_small", "tiny_vit"):
-        want[f"test_image_wrong[default-{model}]"] = "FAILED"
+        want[f"test_image_wrong[{model}-default]"] = "FAILED"
     assert outcomes == want, result.stdout.str()[-6000:]
     text = result.stdout.str()
     # The wrong backend is caught by a comparison, not by an accident: the messages say so.
