@@ -79,12 +79,25 @@ class TwoHeads(nn.Module):
 
 
 class PointwiseChain(nn.Module):
-    """Many elementwise ops: eager makes a pass over memory per op, inductor fuses them."""
+    """Cheap elementwise ops: eager makes a pass over memory per op (16 here), inductor fuses
+    them into one loop. Memory-bound, so fusion pays: ~7x on 2^18 floats on the 2-core CI
+    machine, measured quiet. (Transcendental chains such as sin/cos are compute-bound and
+    gain little: fusion saves memory traffic, not arithmetic.)"""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _ in range(6):
-            x = torch.sin(x) * 1.5 + torch.cos(x) * 0.5
-            x = torch.tanh(x) + x * 0.1
+        for _ in range(8):
+            x = x * 1.01 + 0.1
+            x = torch.where(x > 1.0, x * 0.5, x)
+        return x
+
+
+class SinCosChain(nn.Module):
+    """The chain from the speed gate's issue: 8 sin/cos steps, compute-bound, about 1.3x
+    faster compiled on a quiet 2-core machine (and 20-30x by naive timing on a busy one)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(8):
+            x = torch.sin(x) + torch.cos(x) * 0.5
         return x
 
 

@@ -24,7 +24,7 @@ from .inputs import InputPlan
 from .records import CheckRecord
 from .running import runner
 from .settings import CompileSettings, parse_marker
-from .timing import Timing, measure
+from .timing import Timing, measure, torch_threads
 
 
 class VacuousCheckWarning(UserWarning):
@@ -67,6 +67,7 @@ class _Outcome:
     warnings: list[str] = dataclasses.field(default_factory=list)
     compiled: Callable[..., Any] | None = None
     timing: Timing | None = None
+    skipped: str | None = None  # why the check could not decide (a contended machine)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +157,14 @@ class CompileChecker:
         **overrides: Any,
     ) -> Checked:
         def body(settings: CompileSettings, plan: InputPlan, session: CompileSession) -> _Outcome:
+            # The thread count is part of Dynamo's guards: compile under it, or timing
+            # would recompile.
+            with torch_threads(settings.threads):
+                return timed_body(settings, plan, session)
+
+        def timed_body(
+            settings: CompileSettings, plan: InputPlan, session: CompileSession
+        ) -> _Outcome:
             example = plan.largest(settings.seed or 0)
             check = EquivalenceCheck(model, plan, settings, session, in_place=in_place)
             try:
@@ -182,8 +191,6 @@ class CompileChecker:
             finally:
                 check.restore()
             decision = timing.decision
-            failures = [] if decision.passed else [decision.describe()]
-            failures += _memory_failures(timing, settings)
             est = decision.estimate
             fields = {
                 "examples": 1,
@@ -198,6 +205,10 @@ class CompileChecker:
                 "compiled_peak_memory": timing.compiled_peak_memory,
                 "threads": timing.threads,
             }
+            if decision.inconclusive:  # not measured soundly: a skip, never a verdict
+                return _Outcome(fields=fields, compiled=check.compiled, skipped=decision.describe())
+            failures = [] if decision.passed else [decision.describe()]
+            failures += _memory_failures(timing, settings)
             return _Outcome(failures, fields, [], check.compiled, timing)
 
         return self._run("compile_faster", model, inputs, dims, overrides, body)
@@ -235,6 +246,12 @@ class CompileChecker:
                 failed = type(error)(header + str(error), record)
                 raise failed from error.__cause__ or error
             stats = session.stats()
+        if outcome.skipped is not None:
+            fields = dict(outcome.fields, message=outcome.skipped)
+            record = self._record(check, settings, stats, [], fields, outcome="skipped")
+            self.skip(outcome.skipped)  # the plugin's pytest.skip raises; safe_compile's not
+            assert outcome.compiled is not None
+            return Checked(record, outcome.compiled)
         failures = outcome.failures + health_failures(stats, settings)
         fields = dict(outcome.fields)
         if outcome.timing is not None and not failures:
@@ -279,6 +296,7 @@ class CompileChecker:
         failures: list[str],
         fields: dict[str, Any],
         notes: list[str] = (),  # type: ignore[assignment]
+        outcome: str | None = None,
     ) -> CheckRecord:
         fields = dict(fields)
         fields.setdefault("message", "\n".join(failures) or None)
@@ -288,7 +306,7 @@ class CompileChecker:
             mode=settings.mode,
             backend=settings.backend,
             device=settings.device,
-            outcome="failed" if failures else "passed",
+            outcome=outcome or ("failed" if failures else "passed"),
             compile_seconds=stats.compile_seconds,
             compile_seconds_total=stats.compile_seconds_total,
             compile_cache=stats.cache_state,

@@ -72,7 +72,7 @@ class CompileStats:
 
     @property
     def cache_state(self) -> str | None:
-        """"warm" (every compile-cache lookup hit), "cold" (every one missed), "mixed", or
+        """ "warm" (every compile-cache lookup hit), "cold" (every one missed), "mixed", or
         None where nothing was looked up (a backend without inductor's caches)."""
         hits = self.cache.get("fxgraph_hit", 0) + self.cache.get("autograd_hit", 0)
         misses = self.cache.get("fxgraph_miss", 0) + self.cache.get("autograd_miss", 0)
@@ -192,6 +192,7 @@ class CompileSession:
         compat.clear_compilation_metrics()
         stack = self._stack
         stack.enter_context(compat.keep_all_compilation_metrics())
+        stack.enter_context(compat.capture_recompile_reasons())
         if self.cache_dir is not None:
             stack.enter_context(_environ("TORCHINDUCTOR_CACHE_DIR", self.cache_dir))
         stack.enter_context(compat.fail_on_recompile_limit())

@@ -305,8 +305,13 @@ def _checker(item: Any, mode: str) -> Any:
         on_record=on_record,
         on_timing=on_timing,
         timing_skip=lambda: speed_skip_reason(item.config),
-        skip=pytest.skip,
+        skip=_skip_at_test,
     )
+
+
+def _skip_at_test(reason: str) -> None:
+    """A skip reported at the test's own location, not at the plugin line that raised it."""
+    raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
 @pytest.fixture

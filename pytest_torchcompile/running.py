@@ -145,6 +145,7 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
 
 # -- the user's own errors -------------------------------------------------------------------
 
+
 def describe_model_error(error: BaseException, example: Example) -> str:
     """``eager raised T: first line``, the example, the user frame and what to check."""
     first = next((ln.strip() for ln in str(error).splitlines() if ln.strip()), "")

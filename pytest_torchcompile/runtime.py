@@ -80,7 +80,11 @@ def safe_compile(
     from .checker import CompileChecker
 
     checker = CompileChecker(
-        resolved, test_id="safe_compile", fallback_random=False, database=False
+        resolved,
+        test_id="safe_compile",
+        fallback_random=False,
+        database=False,
+        skip=lambda reason: None,  # an undecided timing is judged below, not skipped
     )
     timed = resolved.benchmark or resolved.min_speedup is not None
     try:
@@ -92,6 +96,14 @@ def safe_compile(
     except CompileCheckError as error:
         return _fall_back(model, resolved, error)
     record = checked.record
+    if record.outcome == "skipped":  # validated, but the machine was too busy to time
+        if resolved.min_speedup is not None:  # a speed demand that nothing confirmed
+            refused = CompileCheckError(f"speed not confirmed: {record.message}", record)
+            return _fall_back(model, resolved, refused)
+        message = f"safe_compile could not measure the speedup: {record.message}"
+        log.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+        timed = False  # no speedup to report
     return CompileResult(
         model=checked.compiled,
         compiled=True,

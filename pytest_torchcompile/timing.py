@@ -1,56 +1,180 @@
-"""Paired, interleaved eager/compiled timing with device synchronisation.
+"""Paired, interleaved eager/compiled timing with device synchronisation and a contention
+meter.
 
 Compilation and warm-up happen before the clock starts. Each round runs a calibrated
 block of eager calls and one of compiled calls (alternating which goes first), so both
 see the same machine state; on CUDA every block is bracketed by ``synchronize()`` so
-queued kernels are counted.
+queued kernels are counted. Around every block the meter reads the process's CPU time
+and, on Linux, how long its threads sat runnable but off a CPU: the statistics in
+``stats`` leave out the rounds that contention got into, and call a run with too few
+clean rounds inconclusive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from .devices import synchronizer
-from .stats import MIN_ROUNDS, SpeedDecision, decide, estimate, look_schedule
+from .stats import MIN_ROUNDS, Blocks, SpeedDecision, bounded_after, decide, look_schedule
 
 BLOCK_SECONDS = 0.01  # long against perf_counter's resolution and scheduler jitter
 WARMUP_CALLS = 3
 FIRST_LOOK = 0.2  # share of the budget measured before the first decision: a stable estimate
+_TASKS = "/proc/self/task"
 
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
     decision: SpeedDecision
-    eager_times: tuple[float, ...]  # seconds per call, one per round
-    compiled_times: tuple[float, ...]
+    eager: Blocks  # one block per round: per-call seconds and the block's contention
+    compiled: Blocks
     calls_per_block: int
-    threads: int
+    threads: int  # torch threads while timing
     device: str
     eager_peak_memory: int | None = None
     compiled_peak_memory: int | None = None
 
+    @property
+    def eager_times(self) -> tuple[float, ...]:
+        """Seconds per call, one per round."""
+        return self.eager.times
 
-def time_block(fn: Callable[[], object], calls: int, sync: Callable[[], None]) -> float:
-    """Seconds per call over a block of ``calls`` calls."""
+    @property
+    def compiled_times(self) -> tuple[float, ...]:
+        return self.compiled.times
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    seconds: float  # per call
+    wait: float | None  # thread-seconds off a CPU while runnable, per second of the block
+    served: float | None  # process CPU time over (threads x wall time)
+
+
+class RunQueue:
+    """Nanoseconds each thread of this process has spent runnable but waiting for a CPU,
+    from Linux's ``/proc/self/task/*/schedstat``, kept open: a read costs microseconds,
+    not the tens that opening every thread's file would."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, int] = {}
+
+    def read(self) -> dict[str, int] | None:
+        """Delay per thread id; None where the kernel does not say."""
+        try:
+            tids = os.listdir(_TASKS)
+        except OSError:
+            return None
+        delays = {}
+        for tid in tids:
+            try:
+                if tid not in self.files:
+                    self.files[tid] = os.open(f"{_TASKS}/{tid}/schedstat", os.O_RDONLY)
+                delays[tid] = int(os.pread(self.files[tid], 128, 0).split()[1])
+            except (OSError, IndexError, ValueError):
+                self._drop(tid)  # the thread exited meanwhile
+        for gone in self.files.keys() - set(tids):
+            self._drop(gone)
+        return delays or None
+
+    def _drop(self, tid: str) -> None:
+        fd = self.files.pop(tid, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for tid in list(self.files):
+            self._drop(tid)
+
+
+class Meter:
+    """How much of a block the process's threads were kept from their CPUs.
+
+    On Linux, the run-queue delay summed over threads: time a thread could have run and
+    did not, which bounds what contention added to the block (a parallel region waits
+    for its slowest thread, so the bound is the sum, not the mean). Elsewhere, on the
+    CPU, CPU time stands in: threads x wall - CPU time. It also counts threads idle for
+    lack of work, so it overstates contention for multi-threaded models (never
+    understates it); with ``threads=1`` it is exact. On other devices without schedstat
+    nothing is measured and every block counts. Close it (or use ``with``) to release
+    the files it keeps open.
+    """
+
+    def __init__(self, threads: int, device: str) -> None:
+        self.threads = threads
+        self.on_cpu = torch.device(device).type == "cpu"
+        self.run_queue: RunQueue | None = RunQueue()
+        if self.run_queue.read() is None:
+            self.run_queue = None
+        self.source = "run-queue delay" if self.run_queue else "CPU time" if self.on_cpu else ""
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.run_queue is not None:
+            self.run_queue.close()
+
+    def snapshot(self) -> tuple[float, dict[str, int] | None]:
+        return time.process_time(), self.run_queue.read() if self.run_queue else None
+
+    def block(
+        self,
+        before: tuple[float, dict[str, int] | None],
+        after: tuple[float, dict[str, int] | None],
+        wall: float,
+    ) -> tuple[float | None, float | None]:
+        """(wait, served) of a block that took ``wall`` seconds."""
+        wall = max(wall, 1e-9)
+        cpu = after[0] - before[0]
+        served = cpu / (self.threads * wall) if self.on_cpu else None
+        if before[1] is not None and after[1] is not None:
+            start = before[1]
+            waited = sum(ns - start.get(tid, 0) for tid, ns in after[1].items()) * 1e-9
+            return max(waited, 0.0) / wall, served
+        if self.on_cpu:
+            return max(self.threads - cpu / wall, 0.0), served
+        return None, served
+
+
+def time_block(
+    fn: Callable[[], object],
+    calls: int,
+    sync: Callable[[], None],
+    meter: Meter | None = None,
+) -> Block:
+    """Seconds per call over a block of ``calls`` calls, and the block's contention.
+
+    The meter is read outside the clock, so reading it costs the block nothing."""
+    before = meter.snapshot() if meter else None
     sync()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
     sync()
-    return (time.perf_counter() - start) / calls
+    wall = time.perf_counter() - start
+    if meter is None or before is None:
+        return Block(wall / calls, None, None)
+    wait, served = meter.block(before, meter.snapshot(), wall)
+    return Block(wall / calls, wait, served)
 
 
 def calibrate(fns: list[Callable[[], object]], sync: Callable[[], None]) -> int:
     """Calls per block so the slower-running side's block lasts about BLOCK_SECONDS."""
     calls = 1
     while True:
-        per_call = max(time_block(fn, calls, sync) for fn in fns)
+        per_call = max(time_block(fn, calls, sync).seconds for fn in fns)
         if per_call * calls >= BLOCK_SECONDS or calls >= 1 << 16:
             return calls
         calls = max(calls * 2, math.ceil(BLOCK_SECONDS / max(per_call, 1e-9) * 1.1))
@@ -68,6 +192,24 @@ def peak_memory(fn: Callable[[], object], device: str) -> int | None:
     return torch.cuda.max_memory_allocated() - before
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[int]:
+    """Run with ``threads`` torch threads (None: leave the setting), restoring the
+    caller's count afterwards, also on error. Yields the count in force.
+
+    Dynamo guards compiled code on the thread count: a model compiled under one count
+    recompiles on its first call under another. Enter this around compilation too, so
+    the model compiles once, under the count it is timed with."""
+    previous = torch.get_num_threads()
+    if threads is not None and threads != previous:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != previous:
+            torch.set_num_threads(previous)
+
+
 def measure(
     eager: Callable[[], object],
     compiled: Callable[[], object],
@@ -75,41 +217,97 @@ def measure(
     min_speedup: float,
     max_time: float,
     device: str,
+    threads: int | None = None,
+) -> Timing:
+    """Time both sides in interleaved rounds until the decision is made or ``max_time``
+    runs out; ``threads`` torch threads for both (None: the caller's setting)."""
+    with torch_threads(threads) as used:
+        return _measure(eager, compiled, min_speedup, max_time, device, used)
+
+
+def _measure(
+    eager: Callable[[], object],
+    compiled: Callable[[], object],
+    min_speedup: float,
+    max_time: float,
+    device: str,
+    threads: int,
 ) -> Timing:
     sync = synchronizer(device)
-    for _ in range(WARMUP_CALLS):
+    for _ in range(WARMUP_CALLS):  # after any thread change: a recompile happens here
         eager()
         compiled()
     eager_peak = peak_memory(eager, device)
     compiled_peak = peak_memory(compiled, device)
     calls = calibrate([eager, compiled], sync)
-    round_seconds = 2 * calls * max(time_block(eager, 1, sync), time_block(compiled, 1, sync))
-    budget_rounds = max(int(max_time / max(round_seconds, 1e-9)), 1)
-    looks = look_schedule(budget_rounds, max(MIN_ROUNDS, int(FIRST_LOOK * budget_rounds)))
-    confidence = 1.0 - 0.05 / len(looks)
-    eager_times: list[float] = []
-    compiled_times: list[float] = []
-    deadline = time.perf_counter() + max_time
-    decision: SpeedDecision | None = None
-    gc.collect()
-    while decision is None:
-        pair = (eager, compiled) if len(eager_times) % 2 == 0 else (compiled, eager)
-        first = time_block(pair[0], calls, sync)
-        second = time_block(pair[1], calls, sync)
-        eager_times.append(first if pair[0] is eager else second)
-        compiled_times.append(second if pair[0] is eager else first)
-        n = len(eager_times)
-        out_of_time = time.perf_counter() >= deadline and n >= looks[0]
-        if n in looks or out_of_time:
-            est = estimate(eager_times, compiled_times, confidence, len(looks))
-            decision = decide(est, min_speedup, final=out_of_time or n >= looks[-1])
+    with Meter(threads, device) as meter:
+        decision, sides = _rounds(eager, compiled, calls, sync, meter, min_speedup, max_time)
     return Timing(
         decision=decision,
-        eager_times=tuple(eager_times),
-        compiled_times=tuple(compiled_times),
+        eager=as_blocks(sides["eager"]),
+        compiled=as_blocks(sides["compiled"]),
         calls_per_block=calls,
-        threads=torch.get_num_threads(),
+        threads=threads,
         device=device,
         eager_peak_memory=eager_peak,
         compiled_peak_memory=compiled_peak,
+    )
+
+
+def _rounds(
+    eager: Callable[[], object],
+    compiled: Callable[[], object],
+    calls: int,
+    sync: Callable[[], None],
+    meter: Meter,
+    min_speedup: float,
+    max_time: float,
+) -> tuple[SpeedDecision, dict[str, list[Block]]]:
+    """Interleaved rounds, looking at the scheduled counts and at the deadline."""
+    start = time.perf_counter()
+    for fn in (eager, compiled):  # one round, as measured below, sizes the schedule
+        time_block(fn, calls, sync, meter)
+    budget_rounds = max(int(max_time / max(time.perf_counter() - start, 1e-9)), 1)
+    first = max(MIN_ROUNDS, int(FIRST_LOOK * budget_rounds))
+    looks = look_schedule(budget_rounds, first)
+    looks = look_schedule(budget_rounds, max(first, bounded_after(len(looks))))
+    confidence = 1.0 - 0.05 / len(looks)
+    sides: dict[str, list[Block]] = {"eager": [], "compiled": []}
+    deadline = time.perf_counter() + max_time
+    gc.collect()
+    while True:
+        order = ("eager", "compiled") if len(sides["eager"]) % 2 == 0 else ("compiled", "eager")
+        for side in order:
+            sides[side].append(
+                time_block(eager if side == "eager" else compiled, calls, sync, meter)
+            )
+        n = len(sides["eager"])
+        # The last look is always the deadline's, so a slow start never cuts the budget
+        # short; looks never exceed len(looks), the count Bonferroni divided by. Past the
+        # deadline a few rounds more at most: blocks that contention slowed tenfold must
+        # not stretch the budget tenfold to reach a scheduled look.
+        final = time.perf_counter() >= deadline and n >= MIN_ROUNDS
+        if final or n in looks[:-1]:
+            decision = decide(
+                as_blocks(sides["eager"]),
+                as_blocks(sides["compiled"]),
+                min_speedup,
+                confidence=confidence,
+                looks=len(looks),
+                final=final,
+                threads=meter.threads,
+                source=meter.source,
+            )
+            if decision is not None:
+                return decision, sides
+
+
+def as_blocks(blocks: list[Block]) -> Blocks:
+    """One side's measured blocks, as the statistics take them."""
+    waits = [b.wait for b in blocks]
+    served = [b.served for b in blocks]
+    return Blocks(
+        times=tuple(b.seconds for b in blocks),
+        waits=None if None in waits else tuple(w for w in waits if w is not None),
+        served=None if None in served else tuple(s for s in served if s is not None),
     )

@@ -181,8 +181,10 @@ class FrameMetrics:
 _FRAME_FIELDS = ("co_name", "co_filename", "co_firstlineno", "entire_frame_compile_time_s")
 
 
-def frame_metrics(entry: Any) -> FrameMetrics | None:
-    """Read one ``CompilationMetrics`` entry; None for runtime events (not compiles)."""
+def frame_metrics(entry: Any, logged: Iterator[str] | None = None) -> FrameMetrics | None:
+    """Read one ``CompilationMetrics`` entry; None for runtime events (not compiles).
+    ``logged``: recompile reasons captured by ``capture_recompile_reasons``, in order, for
+    a torch whose metrics record none (2.6)."""
     if getattr(entry, "is_runtime", False):
         return None
     if getattr(entry, "is_forward", True) is False or type(entry).__name__.startswith("Bwd"):
@@ -191,28 +193,73 @@ def frame_metrics(entry: Any) -> FrameMetrics | None:
             micros / 1e6 if micros is not None else getattr(entry, "inductor_compile_time_s", 0)
         )
         return FrameMetrics(seconds=float(seconds or 0.0), backward=True)
-    missing = [name for name in _FRAME_FIELDS + ("recompile_reason",) if not hasattr(entry, name)]
+    has_reason = hasattr(entry, "recompile_reason")
+    wanted = _FRAME_FIELDS + (("recompile_reason",) if has_reason else ("cache_size",))
+    missing = [name for name in wanted if not hasattr(entry, name)]
     if missing:
         raise TorchFeatureMissing(
             "fields of Dynamo's compilation metrics", "CompilationMetrics." + ", ".join(missing)
         )
+    if has_reason:
+        reason = entry.recompile_reason or None
+    elif (entry.cache_size or 0) > 0:  # a recompile: the frame had compiled entries already
+        reason = next(logged, None) if logged is not None else None
+        reason = reason or "guard failure not recorded by this torch"
+    else:
+        reason = None
     return FrameMetrics(
         function=entry.co_name,
         filename=entry.co_filename,
         firstlineno=entry.co_firstlineno,
         seconds=float(entry.entire_frame_compile_time_s or 0.0),
-        recompile_reason=entry.recompile_reason or None,
+        recompile_reason=reason,
         graph_ops=getattr(entry, "graph_op_count", None),
     )
+
+
+_LOGGED_REASONS: list[str] = []  # recompile reasons, where the metrics record none
 
 
 def compilation_metrics() -> list[FrameMetrics]:
     """Every compile Dynamo recorded since ``clear_compilation_metrics``, oldest first."""
     get = _first("Dynamo's compilation metrics", "torch._dynamo.utils:get_compilation_metrics")
-    return [frame for entry in get() if (frame := frame_metrics(entry)) is not None]
+    logged = iter(list(_LOGGED_REASONS))
+    return [frame for entry in get() if (frame := frame_metrics(entry, logged)) is not None]
+
+
+@contextlib.contextmanager
+def capture_recompile_reasons() -> Iterator[None]:
+    """torch 2.6's compilation metrics hold no recompile reason: there, wrap the function
+    Dynamo asks for them (its own guard-failure lookup) and keep what it returns. A torch
+    that records the reason in its metrics is left untouched."""
+    metrics = _first("Dynamo's compilation metrics", "torch._dynamo.utils:CompilationMetrics")
+    if not dataclasses.is_dataclass(metrics) or "recompile_reason" in {
+        f.name for f in dataclasses.fields(metrics)
+    }:
+        yield
+        return
+    module = importlib.import_module("torch._dynamo.convert_frame")
+    names = ("get_and_maybe_log_recompilation_reason", "get_and_maybe_log_recompilation_reasons")
+    name = next((n for n in names if hasattr(module, n)), None)
+    if name is None:
+        raise TorchFeatureMissing("Dynamo's recompile reasons", " or ".join(names))
+    original = getattr(module, name)
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        reasons = original(*args, **kwargs)
+        if reasons:
+            _LOGGED_REASONS.append(str(reasons[0]))
+        return reasons
+
+    setattr(module, name, keep)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
 
 
 def clear_compilation_metrics() -> None:
+    _LOGGED_REASONS.clear()
     _first("Dynamo's compilation metrics", "torch._dynamo.utils:clear_compilation_metrics")()
 
 

@@ -428,8 +428,26 @@ def test_metrics_entries_are_read_by_kind():
     assert compat.frame_metrics(backward) == FrameMetrics(seconds=0.0025, backward=True)
     assert compat.frame_metrics(types.SimpleNamespace(is_runtime=True)) is None
     renamed = types.SimpleNamespace(co_name="f", co_filename=USER, co_firstlineno=1)
-    with pytest.raises(TorchFeatureMissing, match="entire_frame_compile_time_s, recompile_reason"):
+    with pytest.raises(TorchFeatureMissing, match="entire_frame_compile_time_s, cache_size"):
         compat.frame_metrics(renamed)
+
+
+def test_torch_2_6_metrics_take_the_recompile_reasons_dynamo_was_asked_for():
+    """torch 2.6 records no recompile reason: a frame compiled again (cache_size > 0) takes
+    the next reason captured from Dynamo's own guard-failure lookup."""
+    first = dict(co_name="forward", co_filename=USER, co_firstlineno=11)
+    entries = [
+        types.SimpleNamespace(**first, entire_frame_compile_time_s=1.0, cache_size=0),
+        types.SimpleNamespace(**first, entire_frame_compile_time_s=0.5, cache_size=1),
+        types.SimpleNamespace(**first, entire_frame_compile_time_s=0.5, cache_size=2),
+    ]
+    logged = iter(["0/0: tensor 'x' size mismatch at index 0. expected 2, actual 3"])
+    reasons = [compat.frame_metrics(e, logged).recompile_reason for e in entries]
+    assert reasons == [
+        None,
+        "0/0: tensor 'x' size mismatch at index 0. expected 2, actual 3",
+        "guard failure not recorded by this torch",
+    ]
 
 
 def test_a_counter_that_never_moves_is_a_missing_feature_not_a_missing_graph():
