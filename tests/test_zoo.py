@@ -17,6 +17,7 @@ from conftest import run
 pytestmark = [pytest.mark.zoo, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 pytest.importorskip("transformers")
+pytest.importorskip("torchvision")  # conftest.py has made its pure-Python part importable
 
 # torchvision from the package index is a CUDA build whose C++ ops do not load beside the
 # CPU torch; its pure-Python models work once its op registrations are skipped.
