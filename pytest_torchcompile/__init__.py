@@ -13,6 +13,7 @@ from .errors import (
     CheckSkipped,
     CompileCheckError,
     CompileFailedError,
+    ModelError,
     NotCompiledError,
     SettingsError,
 )
@@ -26,6 +27,8 @@ _LAZY = {
     "CheckRecord": "records",
     "safe_compile": "runtime",
     "CompileResult": "runtime",
+    "VacuousCheckWarning": "checker",
+    "TorchFeatureMissing": "torch_compat",
 }
 
 __all__ = [
@@ -36,9 +39,12 @@ __all__ = [
     "CompileFailedError",
     "CompileResult",
     "CompileSettings",
+    "ModelError",
     "NotCompiledError",
     "SettingsError",
     "TensorSpec",
+    "TorchFeatureMissing",
+    "VacuousCheckWarning",
     "compile_equivalent",
     "compile_faster",
     "safe_compile",

@@ -18,7 +18,13 @@ import torch
 from .compare import LeafResult
 from .compiling import CompileSession, CompileStats, compile_kwargs
 from .devices import device_available
-from .equivalence import EquivalenceCheck, ExampleMismatch, Mismatch
+from .equivalence import (
+    EquivalenceCheck,
+    ExampleMismatch,
+    Mismatch,
+    cannot_fail_message,
+    judged,
+)
 from .errors import CheckSkipped, CompileCheckError, SettingsError
 from .inputs import InputPlan
 from .records import CheckRecord
@@ -168,7 +174,7 @@ class CompileChecker:
             example = plan.largest(settings.seed or 0)
             check = EquivalenceCheck(model, plan, settings, session, in_place=in_place)
             try:
-                check.check_example(example)
+                comparison = check.check_example(example)
             except ExampleMismatch as mismatch:
                 text = Mismatch(mismatch.example, mismatch.comparison).describe(
                     "compiled output differs from eager, so its speed is moot"
@@ -178,6 +184,9 @@ class CompileChecker:
                     "random ops such as dropout draw differently from eager, so time the "
                     "model in eval mode)"
                 ) from None
+            leaves = judged(comparison)
+            if not any(leaf.informative for leaf in leaves):
+                raise CompileCheckError(cannot_fail_message(tuple(x for x in leaves if x.vacuous)))
             compiled_run = runner(check.compiled, example, grad=settings.grad)
             try:
                 timing = measure(
@@ -206,7 +215,9 @@ class CompileChecker:
                 "threads": timing.threads,
             }
             if decision.inconclusive:  # not measured soundly: a skip, never a verdict
-                return _Outcome(fields=fields, compiled=check.compiled, skipped=decision.describe())
+                # No speedup in the record: a contended figure must not reach a baseline.
+                kept = {k: v for k, v in fields.items() if not k.startswith("speedup")}
+                return _Outcome(fields=kept, compiled=check.compiled, skipped=decision.describe())
             failures = [] if decision.passed else [decision.describe()]
             failures += _memory_failures(timing, settings)
             return _Outcome(failures, fields, [], check.compiled, timing)

@@ -75,6 +75,13 @@ class LeafResult:
     effective_atol: float | None = None
     scale: float | None = None
     vacuous: str | None = None
+    tensor: bool = False  # a tensor leaf (not a Python value): what a compiler computes
+
+    @property
+    def informative(self) -> bool:
+        """Could this leaf have shown a compiler's error? A non-empty tensor that is not
+        constant in eager; Python values (None, ints, flags) cannot."""
+        return self.tensor and self.numel > 0 and self.problem is None and not self.vacuous
 
     def describe(self) -> str:
         if self.problem:
@@ -211,7 +218,7 @@ def compare_leaf(
         )
     eager, compiled = _tensor_if_array(eager), _tensor_if_array(compiled)
     if isinstance(eager, torch.Tensor) and isinstance(compiled, torch.Tensor):
-        return compare_tensor(path, eager, compiled, rtol, atol)
+        return dataclasses.replace(compare_tensor(path, eager, compiled, rtol, atol), tensor=True)
     if type(eager) is not type(compiled) and not _both_numbers(eager, compiled):
         return LeafResult(
             path,
@@ -321,6 +328,8 @@ def _vacuous(eager: torch.Tensor) -> str | None:
     flat = eager.reshape(-1)
     if flat.numel() == 0:
         return None
+    if not bool(torch.isfinite(flat).any()):  # NaN == NaN passes: nothing was compared
+        return "without a finite value in eager"
     if eager.is_complex():
         if not bool((flat == flat[0]).all()):
             return None

@@ -188,6 +188,13 @@ class CompileSession:
         self._limit_error: type[BaseException] = compat.recompile_limit_error()
 
     def __enter__(self) -> CompileSession:
+        try:
+            return self._enter()
+        except BaseException:  # undo whatever was already patched
+            self._stack.close()
+            raise
+
+    def _enter(self) -> CompileSession:
         compat.reset()
         compat.clear_compilation_metrics()
         stack = self._stack
@@ -196,6 +203,7 @@ class CompileSession:
         if self.cache_dir is not None:
             stack.enter_context(_environ("TORCHINDUCTOR_CACHE_DIR", self.cache_dir))
         stack.enter_context(compat.fail_on_recompile_limit())
+        stack.enter_context(compat.compile_errors_raise())
         if self.fallback_random and self.settings.backend == "inductor":
             stack.enter_context(compat.inductor_fallback_random())
         stack.enter_context(_capture_graph_breaks(self._on_graph_break))

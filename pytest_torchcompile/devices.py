@@ -25,9 +25,13 @@ def device_available(device: str) -> bool:
 
 
 def synchronizer(device: str) -> Callable[[], None]:
-    """Waits for the device's queued work (a no-op on the CPU)."""
+    """Waits for this device's queued work ("cuda:1" too, not the current device; a no-op
+    on the CPU)."""
     sync = getattr(backend_module(device), "synchronize", None)
-    return sync if callable(sync) else (lambda: None)
+    if not callable(sync):
+        return lambda: None
+    where = torch.device(device)
+    return (lambda: sync(where)) if where.index is not None else sync
 
 
 def seed_generators(device: str, seed: int) -> None:
@@ -35,5 +39,11 @@ def seed_generators(device: str, seed: int) -> None:
     backend and costs ~100x more, per call, per example)."""
     torch.default_generator.manual_seed(seed)
     backend = backend_module(device)
-    if backend is not None:
+    if backend is None:
+        return
+    where = torch.device(device)
+    if where.index is not None and hasattr(backend, "device"):
+        with backend.device(where):  # manual_seed seeds the current device only
+            backend.manual_seed(seed)
+    else:
         backend.manual_seed(seed)

@@ -28,7 +28,7 @@ from .settings import CompileSettings
 
 # Parts of a run whose leaves can show a compiler's error. Buffers are left out: a buffer
 # the forward does not touch (BatchNorm's statistics in eval mode) is constant by design.
-_JUDGED_PARTS = ("out", "grad", "input_grad")
+_JUDGED_PARTS = ("out", "grad[", "input_grad[")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +83,18 @@ class EquivalenceResult:
 def cannot_fail_message(vacuous: tuple[LeafResult, ...]) -> str:
     names = "; ".join(f"{leaf.path} is {leaf.vacuous}" for leaf in vacuous[:5])
     more = f" (and {len(vacuous) - 5} more)" if len(vacuous) > 5 else ""
+    what = f"{names}{more}, on every example" if names else "no output holds a non-empty tensor"
     return (
-        f"this check cannot detect a wrong result: {names}{more}, on every example. "
+        f"this check cannot detect a wrong result: {what}. "
         "A compiler that scaled or zeroed these outputs would pass. Give the model "
         "non-trivial weights (a zero-initialised head, or fresh BatchNorm statistics that "
         "shrink activations, make outputs vanish), or return an inner output to check"
     )
+
+
+def judged(comparison: Comparison) -> list[LeafResult]:
+    """The leaves that can show a compiler's error: outputs and gradients."""
+    return [leaf for leaf in comparison.leaves if leaf.path.startswith(_JUDGED_PARTS)]
 
 
 class _Abort(BaseException):
@@ -131,12 +137,18 @@ class EquivalenceCheck:
         self.state = snapshot(model)
         self.eager = _copy_to(model, settings.device)
         self.compiled_module = model if in_place else _copy_to(model, settings.device)
+        # The user's gradients (mid-accumulation, say) survive a check run on their model.
+        self._grads = (
+            {n: p.grad for n, p in model.named_parameters()}
+            if in_place and isinstance(model, torch.nn.Module)
+            else {}
+        )
         self.compiled = session.compile(self.compiled_module)
         self.examples_run = 0
         self.worst: LeafResult | None = None
         self._vacuous: dict[str, LeafResult] | None = None  # vacuous on every example so far
         self._informative = False
-        self._reference: tuple[Any, dict[str, torch.Tensor]] | None = None
+        self._reference: Any = None
 
     def search(self) -> EquivalenceResult:
         """Run every example Hypothesis draws; shrink a failure to its smallest example."""
@@ -157,6 +169,8 @@ class EquivalenceCheck:
     def restore(self) -> None:
         """Put the compiled side's state back as it was (it may be the user's model)."""
         restore(self.compiled_module, self.state)
+        for name, param in self.compiled_module.named_parameters() if self._grads else ():
+            param.grad = self._grads[name]
 
     def check_example(self, example: Example) -> Comparison:
         """Run eager and compiled on one example; raise ``ExampleMismatch`` if they differ."""
@@ -198,10 +212,9 @@ class EquivalenceCheck:
         return comparison
 
     def _note_vacuous(self, comparison: Comparison) -> None:
-        judged = [leaf for leaf in comparison.leaves if leaf.path.startswith(_JUDGED_PARTS)]
-        tensors = [leaf for leaf in judged if leaf.numel and leaf.problem is None]
-        vacuous = {leaf.path: leaf for leaf in tensors if leaf.vacuous}
-        if len(vacuous) < len(tensors):
+        leaves = judged(comparison)
+        vacuous = {leaf.path: leaf for leaf in leaves if leaf.vacuous}
+        if any(leaf.informative for leaf in leaves):
             self._informative = True
         if self._vacuous is None:
             self._vacuous = vacuous
@@ -209,14 +222,14 @@ class EquivalenceCheck:
             self._vacuous = {p: leaf for p, leaf in self._vacuous.items() if p in vacuous}
 
     def _fp64_run(self, example: Example) -> dict:
-        if self._reference is None:
-            model = _copy_to(self.pristine, self.settings.device)
-            if isinstance(model, torch.nn.Module):
-                model = model.double()
-            self._reference = (model, snapshot(model))
-        model, state = self._reference
-        restore(model, state)
-        try:
+        try:  # a model too big to copy in float64 (or that cannot run in it): no reference
+            if self._reference is None:
+                model = _copy_to(self.pristine, self.settings.device)
+                if isinstance(model, torch.nn.Module):
+                    model = model.double()
+                self._reference = model
+            model = self._reference
+            restore(model, self.state)  # the state every run starts from, widened by copy_
             return observe(
                 model,
                 model,
@@ -230,10 +243,18 @@ class EquivalenceCheck:
     def _search(self) -> Mismatch | None:
         """Run Hypothesis; return the mismatch on the shrunk example, if any."""
 
+        mismatch_seen = False
+
         def one_example(example: Example) -> None:
+            nonlocal mismatch_seen
             try:
                 self.check_example(example)
+            except ExampleMismatch:
+                mismatch_seen = True
+                raise
             except CompileCheckError as error:
+                if mismatch_seen:  # while shrinking a mismatch (e.g. past the recompile
+                    hypothesis.reject()  # limit): keep the mismatch, drop this example
                 located = type(error)(
                     f"{error}\nfirst seen on example {self.examples_run}: {example.describe()}"
                 )

@@ -228,7 +228,14 @@ def compare_to_baseline(
                     f"{name}: compile time fell from {was.compile_seconds:.2f} s "
                     f"to {now.compile_seconds:.2f} s"
                 )
-        if now.speedup is not None and was.speedup_low is not None and was.speedup_high is not None:
+        decided = {"passed", "failed"}  # a skipped (inconclusive) timing compares with nothing
+        if (
+            now.outcome in decided
+            and was.outcome in decided
+            and now.speedup is not None
+            and was.speedup_low is not None
+            and was.speedup_high is not None
+        ):
             if now.speedup < was.speedup_low:
                 worse.append(
                     f"{name}: speedup {now.speedup:.2f}x is below the baseline's interval "

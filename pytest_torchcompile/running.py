@@ -53,6 +53,8 @@ def observe(
     with torch.set_grad_enabled(grad):
         out = fn(*args, **kwargs)
     observed: dict[str, Any] = {"out": out}  # compare() detaches what it reads
+    # Inputs as the call left them: an in-place update compiled code dropped shows here.
+    observed["inputs"] = {f"arg{i}": v for i, v in enumerate(args)} | kwargs
     if grad:
         backward_of_sum(out)
         if isinstance(module, torch.nn.Module):
@@ -116,6 +118,10 @@ def in_float64(example: Example) -> Example:
     def widen(v: Any) -> Any:
         if isinstance(v, torch.Tensor) and v.is_floating_point():
             return v.detach().double()
+        if isinstance(v, (list, tuple)) and not hasattr(v, "_fields"):
+            return type(v)(widen(item) for item in v)
+        if isinstance(v, dict):
+            return {k: widen(item) for k, item in v.items()}
         return v
 
     return Example(

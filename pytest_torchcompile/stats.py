@@ -293,7 +293,7 @@ class SpeedDecision:
     """
 
     passed: bool
-    close: bool  # the budget ran out before the interval cleared the threshold
+    close: bool  # the budget ran out with the interval straddling the threshold
     estimate: SpeedEstimate  # from the uncontended rounds; from every round if inconclusive
     min_speedup: float
     # Too few uncontended rounds to decide: not a pass. The caller reports it as a skip.
@@ -308,6 +308,13 @@ class SpeedDecision:
         return "passed" if self.passed else "failed"
 
     def describe(self) -> str:
+        if self.inconclusive and self.close:
+            return (
+                f"inconclusive for min_speedup={self.min_speedup:g}: {self.estimate.describe()}; "
+                "the interval still straddled the threshold when the time budget ran out, and "
+                "deciding on the point estimate would be a coin flip; raise max_time, or set "
+                "min_speedup clear of the speedup this model has"
+            )
         if self.inconclusive:
             assert self.contention is not None
             return (
@@ -317,12 +324,7 @@ class SpeedDecision:
                 "on a quiet runner, or set threads= to the cores this job owns"
             )
         verdict = "clears" if self.passed else "misses"
-        how = (
-            "decided on the point estimate: the interval still straddled the threshold "
-            "when the time budget ran out (a close result)"
-            if self.close
-            else "decided by the confidence interval"
-        )
+        how = "decided by the confidence interval"
         text = f"{verdict} min_speedup={self.min_speedup:g}: {self.estimate.describe()}; {how}"
         cont = self.contention
         if cont is not None and cont.clean < cont.rounds:
@@ -347,10 +349,10 @@ def decide(
     """The decision at one look, from every round measured so far.
 
     Pass once the interval over the uncontended rounds is above the threshold, fail once
-    below; else wait or, at the end of the budget, fall back to the point estimate and
-    call the result close. With fewer than ``MIN_ROUNDS`` uncontended rounds at the end,
-    the result is inconclusive: contention hides the speedup a quiet machine would show,
-    and no amount of arithmetic on the contended rounds recovers it.
+    below; else wait or, at the end of the budget, call the result close and inconclusive
+    (the point estimate would decide by chance). With fewer than ``MIN_ROUNDS``
+    uncontended rounds at the end, the result is inconclusive: contention hides the
+    speedup a quiet machine would show, and no arithmetic on contended rounds recovers it.
     """
     seen = contention(eager, compiled, threads=threads, source=source)
     rounds = clean_rounds(eager, compiled)
@@ -365,6 +367,6 @@ def decide(
         return SpeedDecision(True, False, est, min_speedup, contention=seen)
     if est.high < min_speedup:
         return SpeedDecision(False, False, est, min_speedup, contention=seen)
-    if final:
-        return SpeedDecision(est.speedup >= min_speedup, True, est, min_speedup, contention=seen)
+    if final:  # still straddling: deciding on the point estimate would be a coin flip
+        return SpeedDecision(False, True, est, min_speedup, True, seen)
     return None

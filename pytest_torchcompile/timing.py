@@ -184,12 +184,13 @@ def peak_memory(fn: Callable[[], object], device: str) -> int | None:
     """Peak bytes allocated by one call above what was live before (CUDA only)."""
     if torch.device(device).type != "cuda":
         return None
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    before = torch.cuda.memory_allocated()
+    where = torch.device(device)  # "cuda:1" too: these default to the current device
+    torch.cuda.synchronize(where)
+    torch.cuda.reset_peak_memory_stats(where)
+    before = torch.cuda.memory_allocated(where)
     fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() - before
+    torch.cuda.synchronize(where)
+    return torch.cuda.max_memory_allocated(where) - before
 
 
 @contextlib.contextmanager

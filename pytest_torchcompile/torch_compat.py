@@ -114,6 +114,15 @@ def fail_on_recompile_limit() -> contextlib.AbstractContextManager[Any]:
     return config.patch(**{key: True})
 
 
+def compile_errors_raise() -> contextlib.AbstractContextManager[Any]:
+    """Make a failing compile raise, even under ``TORCHDYNAMO_SUPPRESS_ERRORS=1`` (which
+    would run the frame eagerly and let a check compare eager with eager)."""
+    config, key = _config_key(
+        "Dynamo's error suppression", "torch._dynamo.config", "suppress_errors"
+    )
+    return config.patch(**{key: False})
+
+
 def recompile_limit_error() -> type[BaseException]:
     """What Dynamo raises at the limit under ``fail_on_recompile_limit``."""
     return _first(

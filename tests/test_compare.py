@@ -433,3 +433,17 @@ def test_leaves_that_cannot_show_an_error_are_marked_vacuous():
         'out["real"]',
     }
     assert "note: this leaf is constant (every element 0.5) in eager" in result.describe()
+
+
+def test_only_non_constant_tensors_can_show_a_wrong_result():
+    """None, ints and flags beside an all-zero output make no check informative, and an
+    output with no finite value compares NaN with NaN: nothing."""
+    zeros = torch.zeros(4, 3)
+    result = compare((zeros, None, 3, True), (zeros * 1.5, None, 3, True))
+    assert result.passed and not any(leaf.informative for leaf in result.leaves)
+    nan = torch.full((4,), float("nan"))
+    (leaf,) = compare(nan, nan.clone()).leaves
+    assert leaf.passed and leaf.vacuous == "without a finite value in eager"
+    assert not leaf.informative
+    (real,) = compare(torch.randn(4), torch.randn(4)).leaves
+    assert real.tensor and real.informative

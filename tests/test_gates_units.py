@@ -105,3 +105,11 @@ def test_compile_time_is_compared_only_between_like_cache_states():
         0.25,
     )
     assert "compile time grew from 1.00 s to 3.70 s" in slower.regressions[0]
+
+
+def test_a_skipped_timing_is_compared_with_nothing():
+    """An inconclusive (contended) speed check carries no speedup to regress against."""
+    was = _record(check="faster", speedup=2.0, speedup_low=1.8, speedup_high=2.2)
+    skipped = _record(check="faster", outcome="skipped", speedup=15.0)
+    assert compare_to_baseline([skipped], [was], 0.25).regressions == ()
+    assert compare_to_baseline([was], [skipped], 0.25).regressions == ()

@@ -35,8 +35,9 @@ def test_gates_list_reasons_and_locations(suite):
     result.stdout.fnmatch_lines(
         [
             "1 graph break(s), max_graph_breaks=0:",
-            f"  *models.py:{GRAPH_BREAK_LINE}: Unsupported Tensor.item() call with "
-            "capture_scalar_outputs=False*",
+            # torch 2.13 says "Unsupported Tensor.item() call with capture_scalar_outputs=
+            # False: ...", torch 2.6 "Unsupported: Tensor.item"
+            f"  *models.py:{GRAPH_BREAK_LINE}: Unsupported*Tensor.item*",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -50,7 +51,7 @@ def test_gates_list_reasons_and_locations(suite):
         [
             "3 compile checks: 1 passed, 2 failed",
             "test * mode * check * outcome * compile s * graphs * breaks*",
-            f"*graph break: *models.py:{GRAPH_BREAK_LINE}: Unsupported Tensor.item()*",
+            f"*graph break: *models.py:{GRAPH_BREAK_LINE}: Unsupported*Tensor.item*",
         ]
     )
     quiet = run(suite, "-q", "-k", "mlp")

@@ -34,6 +34,19 @@ register_backend(
 
 
 @register_backend
+def wrong_input(gm, example_inputs):
+    '''Output right, but every 2-D input is changed in place (as a dropped or spurious
+    input mutation would leave it).'''
+    def run(*args):
+        out = gm(*args)
+        for a in args:
+            if isinstance(a, torch.Tensor) and a.dim() == 2:
+                a.mul_(1.5)
+        return out
+    return run
+
+
+@register_backend
 def wrong_buffer(gm, example_inputs):
     '''Output right, but every 1-D float input that needs no grad (a buffer) is scaled.'''
     def run(*args):
@@ -84,6 +97,11 @@ def test_wrong_buffer():
     return Counter()
 
 
+@compile_equivalent(inputs=[TensorSpec(4, 8)], backend="wrong_input", examples=1)
+def test_wrong_input_mutation():
+    return smooth
+
+
 @compile_equivalent(inputs=[TensorSpec("batch", 17)], dims={"batch": (1, 4)})
 def test_eager_raises():
     return MLP().eval()  # takes 128 features, gets 17
@@ -106,11 +124,12 @@ def test_planted_defects_are_caught_and_recorded(suite, tmp_path):
     suite.makepyfile(test_planted=SUITE)
     report = tmp_path / "report.json"
     result = run(suite, f"--compile-report={report}")
-    result.assert_outcomes(failed=5, xfailed=1)
+    result.assert_outcomes(failed=6, xfailed=1)
     out = result.stdout.str()
     result.stdout.fnmatch_lines(['grad[[]"net.0.weight"[]]: * elements differ*'])
     result.stdout.fnmatch_lines(['input_grad[[]"arg0"[]]: 15 of 15 elements differ*'])
     result.stdout.fnmatch_lines(['buffers[[]"total"[]]: 8 of 8 elements differ*'])
+    result.stdout.fnmatch_lines(['inputs[[]"arg0"[]]: 32 of 32 elements differ*'])
     # The model's own error: short, recorded, no plugin source, no Hypothesis dump.
     result.stdout.fnmatch_lines(
         [

@@ -126,8 +126,10 @@ def test_decision_passes_fails_or_waits():
     spread = [1.5 + 2.0 * i / 29 for i in range(30)]  # lower quartile 2.0, interval ~[1.6, 2.4]
     noisy = sides(spread, [1.0] * 30)
     assert decide(*noisy, 2.0, final=False) is None
-    final = decide(*noisy, 2.0, final=True)
-    assert final.close and "close result" in final.describe()
+    final = decide(*noisy, 2.0, final=True)  # still straddling at the deadline: no coin flip
+    assert final.close and final.inconclusive and not final.passed
+    assert final.outcome == "inconclusive"
+    assert "still straddled the threshold when the time budget ran out" in final.describe()
 
 
 def test_the_message_keeps_the_shape_users_match():
