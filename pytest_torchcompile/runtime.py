@@ -104,20 +104,34 @@ def safe_compile(
         log.warning(message)
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         timed = False  # no speedup to report
+    return _result(checked.compiled, resolved, record, compiled=True, timed=timed)
+
+
+def _result(
+    model: Callable[..., Any],
+    settings: CompileSettings,
+    record: CheckRecord | None,
+    *,
+    compiled: bool,
+    timed: bool,
+    reason: str | None = None,
+) -> CompileResult:
+    """The result a caller reads, from the check's record (None if none was made)."""
+    speed = timed and record is not None and record.speedup is not None
     return CompileResult(
-        model=checked.compiled,
-        compiled=True,
-        fallback_used=False,
-        reason=None,
-        validation_passed=True,
-        max_abs_error=record.max_error,
-        compile_seconds=record.compile_seconds,
-        graph_breaks=len(record.graph_breaks),
-        recompiles=len(record.recompiles),
-        speedup=record.speedup if timed else None,
-        speedup_interval=(record.speedup_low, record.speedup_high) if timed else None,  # type: ignore[arg-type]
-        mode=resolved.mode,
-        backend=resolved.backend,
+        model=model,
+        compiled=compiled,
+        fallback_used=not compiled and settings.fallback,
+        reason=reason,
+        validation_passed=compiled,
+        max_abs_error=record.max_error if record else None,
+        compile_seconds=record.compile_seconds if record else None,
+        graph_breaks=len(record.graph_breaks) if record else 0,
+        recompiles=len(record.recompiles) if record else 0,
+        speedup=record.speedup if speed else None,  # type: ignore[union-attr]
+        speedup_interval=(record.speedup_low, record.speedup_high) if speed else None,  # type: ignore[arg-type,union-attr]
+        mode=settings.mode,
+        backend=settings.backend,
     )
 
 
@@ -152,22 +166,7 @@ _SETTING_ARGS = (
 def _fall_back(model: Any, settings: CompileSettings, error: CompileCheckError) -> CompileResult:
     record = error.result if isinstance(error.result, CheckRecord) else None
     reason = str(error)
-    timed = record is not None and record.speedup is not None
-    result = CompileResult(
-        model=model,
-        compiled=False,
-        fallback_used=settings.fallback,
-        reason=reason,
-        validation_passed=False,
-        max_abs_error=record.max_error if record else None,
-        compile_seconds=record.compile_seconds if record else None,
-        graph_breaks=len(record.graph_breaks) if record else 0,
-        recompiles=len(record.recompiles) if record else 0,
-        speedup=record.speedup if record else None,
-        speedup_interval=(record.speedup_low, record.speedup_high) if timed else None,  # type: ignore[arg-type,union-attr]
-        mode=settings.mode,
-        backend=settings.backend,
-    )
+    result = _result(model, settings, record, compiled=False, timed=True, reason=reason)
     if not settings.fallback:
         raise CompileCheckError(f"safe_compile refused to compile: {reason}", result) from error
     message = f"safe_compile fell back to eager: {reason}"

@@ -223,7 +223,10 @@ def test_fixture_and_compile_mode_parametrize_over_modes(suite):
         def test_strategy_drew_examples():
             assert len(drawn) >= 5 and set(drawn) <= set(range(1, 7))
     """)
-    result = run(suite, "--compile-backend=eager", "-v")
+    result = run(suite, "--compile-backend=eager", "-v", "-rs")
+    if "inconclusive for min_speedup" in result.stdout.str():  # a busy machine: the timing
+        result.assert_outcomes(passed=3, skipped=1)  # in test_imperative skipped, never passed
+        return
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
         ["*test_mode_param[[]default[]] PASSED*", "*test_imperative[[]default[]] PASSED*"]
