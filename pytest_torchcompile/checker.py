@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -18,13 +18,7 @@ import torch
 from .compare import LeafResult
 from .compiling import CompileSession, CompileStats, compile_kwargs
 from .devices import device_available
-from .equivalence import (
-    EquivalenceCheck,
-    ExampleMismatch,
-    Mismatch,
-    cannot_fail_message,
-    judged,
-)
+from .equivalence import EquivalenceCheck, ExampleMismatch, Mismatch, cannot_fail
 from .errors import CheckSkipped, CompileCheckError, SettingsError
 from .inputs import InputPlan
 from .records import CheckRecord
@@ -184,9 +178,9 @@ class CompileChecker:
                     "random ops such as dropout draw differently from eager, so time the "
                     "model in eval mode)"
                 ) from None
-            leaves = judged(comparison)
-            if not any(leaf.informative for leaf in leaves):
-                raise CompileCheckError(cannot_fail_message(tuple(x for x in leaves if x.vacuous)))
+            vacuous = cannot_fail(comparison)
+            if vacuous is not None:
+                raise CompileCheckError(vacuous)
             compiled_run = runner(check.compiled, example, grad=settings.grad)
             try:
                 timing = measure(
@@ -306,7 +300,7 @@ class CompileChecker:
         stats: CompileStats,
         failures: list[str],
         fields: dict[str, Any],
-        notes: list[str] = (),  # type: ignore[assignment]
+        notes: Sequence[str] = (),
         outcome: str | None = None,
     ) -> CheckRecord:
         fields = dict(fields)

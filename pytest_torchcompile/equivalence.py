@@ -97,6 +97,15 @@ def judged(comparison: Comparison) -> list[LeafResult]:
     return [leaf for leaf in comparison.leaves if leaf.path.startswith(_JUDGED_PARTS)]
 
 
+def cannot_fail(comparison: Comparison) -> str | None:
+    """Why this one comparison could not have shown a wrong result, if it could not (the
+    speed check's single example; the search asks the same across all its examples)."""
+    leaves = judged(comparison)
+    if any(leaf.informative for leaf in leaves):
+        return None
+    return cannot_fail_message(tuple(leaf for leaf in leaves if leaf.vacuous))
+
+
 class _Abort(BaseException):
     """Leaves Hypothesis at once (it catches ``Exception`` only): a compile error or the
     model's own error is not a property of the example to shrink, and Hypothesis would

@@ -132,3 +132,23 @@ def test_equivalence_only():
     )
     result = run(suite, "--benchmark-only", "-rs")
     result.assert_outcomes(passed=2, skipped=1)
+
+
+def test_a_speed_check_on_an_output_that_cannot_differ_fails(suite):
+    """Plugin logic (the correctness check before timing), so the eager backend: an output
+    that is all zeros in eager cannot confirm the compiled model computes the same."""
+    suite.makepyfile(
+        test_zeros="""
+        import torch
+        from pytest_torchcompile import TensorSpec, compile_faster
+
+        @compile_faster(min_speedup=0.5, inputs=[TensorSpec(64)], backend="eager")
+        def test_zeros():
+            return lambda x: torch.zeros_like(x) * x
+    """
+    )
+    result = run(suite)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["this check cannot detect a wrong result: out is all zeros in eager, on every example*"]
+    )
