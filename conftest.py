@@ -38,5 +38,10 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    """Run pytest in a fresh process: Dynamo's global state must not leak between runs."""
+    """Run pytest in a fresh process: Dynamo's global state must not leak between runs.
+
+    Failed checks are not diagnosed unless a test asks (``--compile-diagnose=...``): the
+    tests that plant failures are about the verdict, and a diagnosis costs compiles."""
+    if not any(a.startswith("--compile-diagnose") for a in args):
+        args = ("--compile-diagnose=off", *args)
     return pytester.runpytest_subprocess("-p", "no:randomly", *args, timeout=SUBPROCESS_TIMEOUT)

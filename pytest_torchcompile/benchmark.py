@@ -21,14 +21,15 @@ def benchmark_session(config: Any) -> Any | None:
 
 
 def speed_skip_reason(config: Any) -> str | None:
-    """Why timing cannot be trusted in this run, if it cannot."""
-    if hasattr(config, "workerinput"):
-        return (
-            "speed not measured under pytest-xdist: workers compete for the same cores, so "
-            "timings are not trustworthy; run speed tests without -n"
-        )
+    """Why the user asked for no timing in this run, if they did. (Whether an xdist worker
+    can time is ``session.xdist_timing_skip``'s call: pytest-benchmark disables itself under
+    xdist, and a worker that owns a GPU still times, without pytest-benchmark entries.)"""
     session = benchmark_session(config)
-    if session is not None and session.disabled:
+    asked = config.getoption("benchmark_disable", False) and not config.getoption(
+        "benchmark_enable", False
+    )
+    under_xdist = hasattr(config, "workerinput") or config.getoption("dist", "no") != "no"
+    if session is not None and session.disabled and (asked or not under_xdist):
         return "speed not measured: benchmarks are disabled (--benchmark-disable)"
     if session is not None and session.skip:
         return "speed not measured: benchmarks are skipped (--benchmark-skip)"
@@ -37,6 +38,9 @@ def speed_skip_reason(config: Any) -> str | None:
 
 def record_entries(fixture: Any, record: CheckRecord, timing: Any) -> None:
     """Add an eager and a compiled entry, grouped per test and mode, to pytest-benchmark."""
+    if getattr(fixture, "disabled", False):  # under xdist: it keeps no entries
+        fixture._mode = "pytest-torchcompile"
+        return
     params = record.test_id.rpartition("[")[2]
     named = record.mode in params.rstrip("]").split("-")  # the id names the mode already
     group = record.test_id if named else f"{record.test_id} [{record.mode}]"

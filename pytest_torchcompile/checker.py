@@ -15,13 +15,15 @@ from typing import Any
 
 import torch
 
-from .compare import LeafResult
-from .compiling import CompileSession, CompileStats, compile_kwargs
+from .compare import Comparison, LeafResult
+from .compiling import CompileSession, CompileStats, compile_kwargs, cudagraphs_unused
 from .devices import device_available
+from .diagnose import Diagnoser, Diagnosis
 from .equivalence import EquivalenceCheck, ExampleMismatch, Mismatch, cannot_fail
-from .errors import CheckSkipped, CompileCheckError, SettingsError
-from .inputs import InputPlan
+from .errors import CheckSkipped, CompileCheckError, CompileFailedError, SettingsError
+from .inputs import Example, InputPlan
 from .records import CheckRecord
+from .repro import ReproTarget, write_repro
 from .running import runner
 from .settings import CompileSettings, parse_marker
 from .timing import Timing, measure, torch_threads
@@ -55,7 +57,24 @@ def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]
         failures.append(
             f"first compile took {stats.compile_seconds:.2f} s, max_compile_time={limit:g} s"
         )
+    skips = settings.max_cudagraph_skips
+    if skips is not None and stats.cudagraphs and len(stats.cudagraph_skips) > skips:
+        failures.append(
+            f"{len(stats.cudagraph_skips)} CUDA graph skip(s), max_cudagraph_skips={skips}: "
+            "these graphs run without CUDA graphs, torch says why:"
+            + "".join(f"\n  {s.describe()}" for s in stats.cudagraph_skips)
+        )
     return failures
+
+
+def health_notes(stats: CompileStats, settings: CompileSettings) -> list[str]:
+    """Gates that could not apply to this check: said in the record and warned, never
+    passed in silence (a skip would hide the check's own verdict)."""
+    skips = settings.max_cudagraph_skips
+    if skips is None or stats.cudagraphs:
+        return []
+    why = cudagraphs_unused(settings) or "CUDA graphs were not in play"
+    return [f"max_cudagraph_skips={skips} was not checked: {why}"]
 
 
 @dataclasses.dataclass
@@ -68,6 +87,8 @@ class _Outcome:
     compiled: Callable[..., Any] | None = None
     timing: Timing | None = None
     skipped: str | None = None  # why the check could not decide (a contended machine)
+    error: CompileCheckError | None = None  # raised by the body; re-raised with the record
+    diagnose: Callable[[], Diagnosis] | None = None  # where it went wrong, run if it failed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +112,9 @@ class CompileChecker:
         on_timing: Callable[[CheckRecord, Timing], None] = lambda record, timing: None,
         fallback_random: bool = True,
         database: bool = True,
-        timing_skip: Callable[[], str | None] = lambda: None,
+        timing_skip: Callable[[str], str | None] = lambda device: None,
         skip: Callable[[str], Any] | None = None,
+        repro: Callable[[], ReproTarget | None] = lambda: None,
     ) -> None:
         """``timing_skip`` says why timing cannot be trusted in this run (xdist workers,
         disabled benchmarks), if it cannot; ``skip`` turns a reason into the caller's
@@ -106,6 +128,7 @@ class CompileChecker:
         self.on_timing = on_timing
         self.fallback_random = fallback_random
         self.database = database  # keep failing examples in Hypothesis's database
+        self.repro = repro  # where a failed check writes its repro folder, if anywhere
 
     def compile(self, model: Callable[..., Any], **overrides: Any) -> Callable[..., Any]:
         """``torch.compile`` under this checker's mode and settings."""
@@ -138,12 +161,21 @@ class CompileChecker:
             check = EquivalenceCheck(
                 model, plan, settings, session, database_key=key, in_place=in_place
             )
-            result = check.search()
+            try:
+                result = check.search()
+            except CompileFailedError as error:  # the compiler raised on one example
+                if error.example is None:
+                    raise
+                return _Outcome(error=error, diagnose=self._diagnoser(check, error.example))
             fields = {"examples": result.examples, **_error_fields(result.worst, settings)}
+            failures = [] if result.passed else [str(result.message)]
+            outcome = _Outcome(failures, fields, result.warnings(), check.compiled)
             if result.mismatch is not None:
                 fields["example"] = result.mismatch.example.provenance()
-            failures = [] if result.passed else [str(result.message)]
-            return _Outcome(failures, fields, result.warnings(), check.compiled)
+                outcome.diagnose = self._diagnoser(
+                    check, result.mismatch.example, result.mismatch.comparison
+                )
+            return outcome
 
         return self._run("compile_equivalent", model, inputs, dims, overrides, body)
 
@@ -190,9 +222,11 @@ class CompileChecker:
                     max_time=settings.max_time,
                     device=settings.device,
                     threads=settings.threads,
+                    cudagraphs=session.cudagraphs,
                 )
             finally:
                 check.restore()
+            session.expect_replay(timing.cudagraph_state, timing.warmup_calls)
             decision = timing.decision
             est = decision.estimate
             fields = {
@@ -218,6 +252,30 @@ class CompileChecker:
 
         return self._run("compile_faster", model, inputs, dims, overrides, body)
 
+    def _diagnoser(
+        self, check: EquivalenceCheck, example: Example, comparison: Comparison | None = None
+    ) -> Callable[[], Diagnosis]:
+        """The diagnosis of a failed equivalence check, to run once its session is closed."""
+        settings = check.settings
+
+        def write() -> str | None:
+            target = self.repro()
+            if target is None:
+                return None
+            return write_repro(target, check.pristine, check.state, example, settings, comparison)
+
+        def run() -> Diagnosis:
+            return Diagnoser(
+                check.pristine,
+                check.state,
+                example,
+                settings,
+                cache_dir=self.cache_dir(),
+                write_repro=write,
+            ).run()
+
+        return run
+
     # -- the one skeleton ------------------------------------------------------------------
 
     def _run(
@@ -231,7 +289,7 @@ class CompileChecker:
     ) -> Checked:
         try:
             settings, plan = self._prepare(marker, inputs, dims, overrides)
-            reason = self.timing_skip() if marker == "compile_faster" else None
+            reason = self.timing_skip(settings.device) if marker == "compile_faster" else None
             if reason:
                 raise CheckSkipped(reason)
         except CheckSkipped as skipped:
@@ -247,21 +305,32 @@ class CompileChecker:
             try:
                 outcome = body(settings, plan, session)
             except CompileCheckError as error:
-                record = self._record(check, settings, session.stats(), [str(error)], {})
-                failed = type(error)(header + str(error), record)
-                raise failed from error.__cause__ or error
+                outcome = _Outcome(error=error)
             stats = session.stats()
-        if outcome.skipped is not None:
+        # After the check's own session: the diagnosis compiles in sessions of its own.
+        diagnosis = outcome.diagnose() if outcome.diagnose and settings.diagnose != "off" else None
+        found = {"diagnosis": diagnosis.to_dict()} if diagnosis else {}
+        if outcome.error is not None:
+            raised = outcome.error
+            text = str(raised) + (f"\n{diagnosis.describe()}" if diagnosis else "")
+            record = self._record(check, settings, stats, [text], found)
+            failed = type(raised)(header + text, record)
+            raise failed from raised.__cause__ or raised
+        gated = health_failures(stats, settings)
+        if outcome.skipped is not None and not gated:  # a gate's failure is no less sure
             fields = dict(outcome.fields, message=outcome.skipped)
             record = self._record(check, settings, stats, [], fields, outcome="skipped")
             self.skip(outcome.skipped)  # the plugin's pytest.skip raises; safe_compile's not
             assert outcome.compiled is not None
             return Checked(record, outcome.compiled)
-        failures = outcome.failures + health_failures(stats, settings)
-        fields = dict(outcome.fields)
+        failures = outcome.failures + gated
+        fields = dict(outcome.fields, **found)
+        if diagnosis is not None:
+            failures.append(diagnosis.describe())
         if outcome.timing is not None and not failures:
             fields["message"] = outcome.timing.decision.describe()
-        record = self._record(check, settings, stats, failures, fields, outcome.warnings)
+        notes = health_notes(stats, settings)
+        record = self._record(check, settings, stats, failures, fields, outcome.warnings + notes)
         if outcome.timing is not None:
             self.on_timing(record, outcome.timing)
         if failures:
@@ -269,6 +338,8 @@ class CompileChecker:
             raise CompileCheckError(header + "\n".join(failures) + extra, record)
         for text in outcome.warnings:
             warnings.warn(f"{record.label}: {text}", VacuousCheckWarning, stacklevel=4)
+        for text in notes:
+            warnings.warn(f"{record.label}: {text}", UserWarning, stacklevel=4)
         assert outcome.compiled is not None
         return Checked(record, outcome.compiled)
 
@@ -319,6 +390,9 @@ class CompileChecker:
             graphs=stats.graphs,
             graph_breaks=tuple(dataclasses.asdict(b) for b in stats.graph_breaks),
             recompiles=tuple(r.describe() for r in stats.recompiles),
+            cudagraph_skips=(
+                tuple(s.describe() for s in stats.cudagraph_skips) if stats.cudagraphs else None
+            ),
             warnings=tuple(notes),
             **fields,
         )

@@ -3,7 +3,11 @@
 A ``CompileSession`` starts from a clean Dynamo state, makes the recompile-limit fallback
 raise instead of silently running eager, and reads graph breaks, recompiles and compile
 time from Dynamo's own per-frame compilation metrics (every entry, kept for the whole
-check) and graph-break log. Every private torch API it touches lives in ``torch_compat``.
+check) and graph-break log. Where CUDA graphs are in play (a CUDA device under
+``reduce-overhead``, ``max-autotune`` or ``triton.cudagraphs``), it also collects each graph
+torch ran without them, with torch's stated reason: a skip is silent otherwise (one log
+line, or none at all under graph partition), and costs the launch overhead the mode was
+chosen to remove. Every private torch API it touches lives in ``torch_compat``.
 """
 
 from __future__ import annotations
@@ -59,6 +63,24 @@ class Recompile:
 
 
 @dataclasses.dataclass(frozen=True)
+class CudagraphSkip:
+    """A compiled graph that runs without CUDA graphs, and torch's reason."""
+
+    reason: str
+    location: str | None = None  # the user's line torch blamed, where it named one
+
+    def describe(self) -> str:
+        return f"{self.location}: {self.reason}" if self.location else self.reason
+
+
+# torch counts a skip without logging it for a graph with no CUDA kernel in it.
+UNSTATED_SKIP = CudagraphSkip(
+    "torch counted a CUDA graph skip without stating a reason (a graph with no CUDA "
+    "kernel, e.g. one that computes only on the CPU)"
+)
+
+
+@dataclasses.dataclass(frozen=True)
 class CompileStats:
     """What compiling cost and produced, over every call a check made."""
 
@@ -69,6 +91,8 @@ class CompileStats:
     compile_seconds_total: float = 0.0  # every frame, recompiles and backward graphs included
     frames: int = 0  # frames (and backward graphs) compiled, recompiles included
     cache: dict[str, int] = dataclasses.field(default_factory=dict)  # cache hits and misses
+    cudagraphs: bool = False  # CUDA graphs were in play, so skips were counted
+    cudagraph_skips: tuple[CudagraphSkip, ...] = ()  # one per graph skipped, as torch counts
 
     @property
     def cache_state(self) -> str | None:
@@ -166,6 +190,23 @@ def compile_kwargs(settings: CompileSettings) -> dict[str, Any]:
     return kwargs
 
 
+def cudagraphs_unused(settings: CompileSettings) -> str | None:
+    """Why CUDA graphs are not in play under ``settings``; None where they are."""
+    if torch.device(settings.device).type != "cuda":
+        return f"CUDA graphs exist on CUDA devices only, and this check ran on {settings.device!r}"
+    if settings.backend == "cudagraphs":  # Dynamo's own CUDA graphs backend
+        return None
+    if settings.backend != "inductor":
+        return f"backend {settings.backend!r} does not make CUDA graphs"
+    options = compile_kwargs(settings).get("options", {})
+    if options.get("triton.cudagraphs", compat.inductor_cudagraphs_default()):
+        return None
+    return (
+        f"mode {settings.mode!r} does not use CUDA graphs (reduce-overhead and max-autotune "
+        "do, or options={'triton.cudagraphs': True})"
+    )
+
+
 class CompileSession:
     """One isolated compile check. Use as a context manager around every compiled call."""
 
@@ -186,6 +227,10 @@ class CompileSession:
         self._cache_before: dict[str, int] = {}
         self._compiled_as: list[str] = []
         self._limit_error: type[BaseException] = compat.recompile_limit_error()
+        self.cudagraphs = cudagraphs_unused(settings) is None
+        self._skips: list[CudagraphSkip] = []  # torch logged them (and counted them)
+        self._silent: list[CudagraphSkip] = []  # torch neither logged nor counted them
+        self._skips_before = 0
 
     def __enter__(self) -> CompileSession:
         try:
@@ -208,6 +253,13 @@ class CompileSession:
             stack.enter_context(compat.inductor_fallback_random())
         stack.enter_context(_capture_graph_breaks(self._on_graph_break))
         stack.enter_context(compat.quiet_structured_trace())
+        if self.cudagraphs:
+            stack.enter_context(_capture_cudagraph_skips(self._skips.append))
+            stack.enter_context(compat.hear_silent_cudagraph_skips(self._on_silent_skip))
+            # call() marks a step at each call; the model handed back must not stay in
+            # marked-step mode, where it records anew instead of replaying
+            stack.enter_context(compat.cudagraph_steps_kept())
+            self._skips_before = compat.cudagraph_skip_count()
         self._graphs_before = compat.graph_count()
         self._cache_before = compat.cache_counts()
         return self
@@ -225,7 +277,14 @@ class CompileSession:
         return torch.compile(model, **compile_kwargs(self.settings))
 
     def call(self, fn: Callable[[], Any]) -> Any:
-        """Run compiled code; turn Dynamo's failures into check errors users can act on."""
+        """Run compiled code; turn Dynamo's failures into check errors users can act on.
+
+        Under CUDA graphs each call starts a new step: the outputs of the last one are
+        dropped by then, and a replay may overwrite them (torch cannot always tell when an
+        iteration begins, e.g. a forward run twice before a backward). Leaving the session
+        puts torch's step tracking back as it was, so a model handed back steps as usual."""
+        if self.cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         try:
             result = fn()
         except self._limit_error as error:
@@ -261,7 +320,37 @@ class CompileSession:
             compiled_as=compiled_as,
         )
         cache = {k: now[k] - self._cache_before.get(k, 0) for k in now}
-        return dataclasses.replace(stats, cache=cache)
+        return dataclasses.replace(
+            stats, cache=cache, cudagraphs=self.cudagraphs, cudagraph_skips=self._cudagraph_skips()
+        )
+
+    def expect_replay(self, state: str | None, calls: int) -> None:
+        """After ``calls`` calls on one input, CUDA graphs replay. Where the last call did
+        not (``state`` is the CUDA graph tree's) and no skip was heard, torch skipped in a
+        way this session cannot hear: a backstop to the skips torch states and to the
+        silent ones of graph partition (``compat.hear_silent_cudagraph_skips``). A replay
+        shows that some graph replayed, not that every kernel did: graph partition runs
+        the kernels it splits out (CPU ones, dynamic-shape ones under
+        ``cudagraph_skip_dynamic_graphs``) outside CUDA graphs by design."""
+        if self.cudagraphs and state != "execution" and not self._cudagraph_skips():
+            self._silent.append(
+                CudagraphSkip(
+                    f"no CUDA graph replayed in {calls} calls on one input (the CUDA graph "
+                    f"tree's state: {state or 'none made'}), and torch stated no reason"
+                )
+            )
+
+    def _on_silent_skip(self, reason: str, location: str | None) -> None:
+        self._silent.append(CudagraphSkip(reason, location))
+
+    def _cudagraph_skips(self) -> tuple[CudagraphSkip, ...]:
+        """The skips torch stated, one unstated entry per skip it only counted, and the
+        skips it made in silence."""
+        if not self.cudagraphs:
+            return ()
+        counted = compat.cudagraph_skip_count() - self._skips_before
+        unstated = [UNSTATED_SKIP] * max(counted - len(self._skips), 0)
+        return (*self._skips, *unstated, *self._silent)
 
     def _on_graph_break(self, brk: GraphBreak) -> None:
         self._breaks.setdefault((brk.reason, brk.location), brk)
@@ -304,6 +393,40 @@ def _capture_graph_breaks(sink: Callable[[GraphBreak], None]) -> Iterator[None]:
         user_enabled = logger.isEnabledFor(logging.DEBUG) and logger.propagate
         logger.setLevel(logging.DEBUG)
         logger.propagate = user_enabled
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def parse_cudagraph_skip(message: str) -> CudagraphSkip | None:
+    """A skip from torch's log message; None for the logger's other messages."""
+    parsed = compat.parse_cudagraph_skip(message)
+    return CudagraphSkip(*parsed) if parsed is not None else None
+
+
+@contextlib.contextmanager
+def _capture_cudagraph_skips(sink: Callable[[CudagraphSkip], None]) -> Iterator[None]:
+    """Listen to the WARNINGs torch logs for each CUDA graph skip. They still print as
+    torch prints them, unless the user silenced the logger: then they are heard, not shown."""
+
+    class Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            skip = parse_cudagraph_skip(record.getMessage())
+            if skip is not None:
+                sink(skip)
+
+    handler = Handler(logging.WARNING)
+    saved = []
+    for logger in compat.cudagraph_skip_loggers():
+        saved.append((logger, logger.level, logger.propagate))
+        if not logger.isEnabledFor(logging.WARNING):
+            logger.setLevel(logging.WARNING)
+            logger.propagate = False
         logger.addHandler(handler)
     try:
         yield

@@ -9,10 +9,10 @@ comparison), the greatest error seen, and the output leaves that could not have 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import hypothesis
@@ -23,7 +23,7 @@ from .compare import Comparison, LeafResult, compare
 from .compiling import CompileSession, CompileStats
 from .errors import CompileCheckError
 from .inputs import Example, InputPlan
-from .running import in_float64, observe, observe_eager, restore, snapshot
+from .running import copy_to, in_float64, observe, observe_eager, restore, snapshot
 from .settings import CompileSettings
 
 # Parts of a run whose leaves can show a compiler's error. Buffers are left out: a buffer
@@ -106,6 +106,28 @@ def cannot_fail(comparison: Comparison) -> str | None:
     return cannot_fail_message(tuple(leaf for leaf in leaves if leaf.vacuous))
 
 
+def compare_runs(
+    eager: dict,
+    other: dict,
+    settings: CompileSettings,
+    fp64: Callable[[str], Any] | None = None,
+) -> Comparison:
+    """Every part of two ``observe`` runs, leaf by leaf, under the check's tolerances;
+    ``fp64(part)`` gives the float64 reference where the judgement needs it."""
+    leaves: list[LeafResult] = []
+    for part in eager:
+        result = compare(
+            eager[part],
+            other.get(part),
+            path=part,
+            rtol=settings.rtol,
+            atol=settings.atol,
+            reference=functools.partial(fp64, part) if fp64 else None,
+        )
+        leaves.extend(result.leaves)
+    return Comparison(tuple(leaves))
+
+
 class _Abort(BaseException):
     """Leaves Hypothesis at once (it catches ``Exception`` only): a compile error or the
     model's own error is not a property of the example to shrink, and Hypothesis would
@@ -131,7 +153,7 @@ class EquivalenceCheck:
     def __init__(
         self,
         model: Any,
-        plan: InputPlan,
+        plan: InputPlan | None,
         settings: CompileSettings,
         session: CompileSession,
         *,
@@ -144,8 +166,8 @@ class EquivalenceCheck:
         self.database_key = database_key
         self.pristine = model
         self.state = snapshot(model)
-        self.eager = _copy_to(model, settings.device)
-        self.compiled_module = model if in_place else _copy_to(model, settings.device)
+        self.eager = copy_to(model, settings.device)
+        self.compiled_module = model if in_place else copy_to(model, settings.device)
         # The user's gradients (mid-accumulation, say) survive a check run on their model.
         self._grads = (
             {n: p.grad for n, p in model.named_parameters()}
@@ -200,18 +222,7 @@ class EquivalenceCheck:
                 fp64_run = self._fp64_run(example)
             return fp64_run.get(part)
 
-        leaves: list[LeafResult] = []
-        for part in eager:
-            result = compare(
-                eager[part],
-                compiled.get(part),
-                path=part,
-                rtol=self.settings.rtol,
-                atol=self.settings.atol,
-                reference=functools.partial(fp64, part),
-            )
-            leaves.extend(result.leaves)
-        comparison = Comparison(tuple(leaves))
+        comparison = compare_runs(eager, compiled, self.settings, fp64)
         worst = comparison.worst
         if worst is not None and (self.worst is None or worst.max_abs > self.worst.max_abs):
             self.worst = worst
@@ -233,7 +244,7 @@ class EquivalenceCheck:
     def _fp64_run(self, example: Example) -> dict:
         try:  # a model too big to copy in float64 (or that cannot run in it): no reference
             if self._reference is None:
-                model = _copy_to(self.pristine, self.settings.device)
+                model = copy_to(self.pristine, self.settings.device)
                 if isinstance(model, torch.nn.Module):
                     model = model.double()
                 self._reference = model
@@ -253,6 +264,7 @@ class EquivalenceCheck:
         """Run Hypothesis; return the mismatch on the shrunk example, if any."""
 
         mismatch_seen = False
+        assert self.plan is not None, "a search draws from an input plan"
 
         def one_example(example: Example) -> None:
             nonlocal mismatch_seen
@@ -265,7 +277,8 @@ class EquivalenceCheck:
                 if mismatch_seen:  # while shrinking a mismatch (e.g. past the recompile
                     hypothesis.reject()  # limit): keep the mismatch, drop this example
                 located = type(error)(
-                    f"{error}\nfirst seen on example {self.examples_run}: {example.describe()}"
+                    f"{error}\nfirst seen on example {self.examples_run}: {example.describe()}",
+                    example=example,
                 )
                 located.__cause__ = error.__cause__
                 raise _Abort(located) from error.__cause__
@@ -307,8 +320,3 @@ class ExampleMismatch(Exception):
         super().__init__(comparison.describe())
         self.example = example
         self.comparison = comparison
-
-
-def _copy_to(model: Any, device: str) -> Any:
-    copied = copy.deepcopy(model)
-    return copied.to(device) if isinstance(copied, torch.nn.Module) else copied

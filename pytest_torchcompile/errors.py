@@ -19,9 +19,10 @@ class CompileCheckError(AssertionError):
     so callers can inspect what was measured.
     """
 
-    def __init__(self, message: str, result: Any = None) -> None:
+    def __init__(self, message: str, result: Any = None, *, example: Any = None) -> None:
         super().__init__(message)
         self.result = result
+        self.example = example  # the inputs it happened on, where one example is to blame
 
 
 class CompileFailedError(CompileCheckError):

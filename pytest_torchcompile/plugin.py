@@ -22,10 +22,12 @@ from .errors import (
     SettingsError,
 )
 from .records import PROPERTY_NAME, CheckRecord
-from .session import Controller, PluginState
+from .report import DEFAULT_TOLERANCE, check_tolerance, read_report
+from .session import Controller, PluginState, Worker, setup_run, xdist_timing_skip
 from .settings import (
     DEFAULT_BACKEND,
     DEFAULT_MODE,
+    DIAGNOSE_LEVELS,
     CompileSettings,
     check_options,
     parse_marker,
@@ -36,9 +38,11 @@ MARKER_DOCS = {
     "compile_equivalent": (
         "compile_equivalent(inputs=..., dims=..., modes=..., backend=..., dynamic=..., "
         "fullgraph=..., options=..., rtol=..., atol=..., examples=20, grad=False, seed=..., "
-        "device='cpu', max_graph_breaks=..., max_recompiles=..., max_compile_time=...): the "
+        "device='cpu', max_graph_breaks=..., max_recompiles=..., max_compile_time=..., "
+        "max_cudagraph_skips=...): the "
         "test returns a model (or (model, inputs)); it is compiled under every "
-        "--compile-modes mode and checked against eager on Hypothesis-drawn shapes."
+        "--compile-modes mode and checked against eager on Hypothesis-drawn shapes; a "
+        "failure is diagnosed (diagnose='auto', 'deep' or 'off')."
     ),
     "compile_faster": (
         "compile_faster(min_speedup=..., inputs=..., dims=..., max_time=5.0, "
@@ -83,9 +87,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--compile-baseline-tolerance",
         type=float,
-        default=0.25,
+        default=DEFAULT_TOLERANCE,
         metavar="FRACTION",
-        help="compile-time growth tolerated against the baseline (default 0.25)",
+        help=f"compile-time growth tolerated against the baseline (default {DEFAULT_TOLERANCE:g})",
     )
     group.addoption(
         "--compile-cache-dir",
@@ -109,9 +113,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "is restored after); overrides the markers' threads= (ini compile_threads)",
     )
     group.addoption(
+        "--compile-diagnose",
+        choices=DIAGNOSE_LEVELS,
+        help="on a failed equivalence check, find where it goes wrong: 'auto' (default) "
+        "checks eager against itself, climbs the stage ladder (eager, aot_eager, "
+        "aot_eager_decomp_partition, the backend) and searches for the first diverging "
+        "submodule; 'deep' adds inductor's compiler bisector (tens of compiles: minutes); "
+        "'off' skips it (ini compile_diagnose; overrides the markers' diagnose=)",
+    )
+    group.addoption(
+        "--compile-diagnose-time",
+        type=float,
+        metavar="SECONDS",
+        help="time one failed check's diagnosis may take (default 120); what does not "
+        "finish is reported as not reached",
+    )
+    group.addoption(
+        "--compile-repro-dir",
+        metavar="PATH",
+        help="where failed checks write their repro folders (default: under .pytest_cache)",
+    )
+    group.addoption(
         "--compile-cold",
         action="store_true",
         help="compile every check in a fresh, empty cache: honest cold compile times",
+    )
+    group.addoption(
+        "--compile-cache-artifacts",
+        metavar="PATH",
+        help="load torch's portable compile-cache artifacts from PATH at the start (if it "
+        "exists) and save this run's, merged with them, at the end: a fresh CI runner with "
+        "an empty cache starts warm (ini compile_cache_artifacts)",
+    )
+    group.addoption(
+        "--compile-devices",
+        metavar="auto|cuda:0,cuda:1",
+        help="with xdist (-n N), give each worker its own CUDA device; device='cuda' in a "
+        "marker means that worker's, and speed checks run when every worker owns one "
+        "(auto: every CUDA device here; -n auto then starts one worker per device; "
+        "ini compile_devices)",
     )
     parser.addini(
         "compile_modes", "default torch.compile modes (comma-separated)", default=DEFAULT_MODE
@@ -121,6 +161,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "compile_explore", "fresh Hypothesis examples every run (bool)", type="bool", default=False
     )
     parser.addini("compile_threads", "torch threads while timing speed checks", default="")
+    parser.addini("compile_cache_artifacts", "file of portable compile-cache artifacts", default="")
+    parser.addini("compile_devices", "CUDA devices for xdist workers: auto or a list", default="")
+    parser.addini(
+        "compile_diagnose", "diagnosis of failed checks: off, auto or deep", default="auto"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -149,15 +194,27 @@ def pytest_configure(config: pytest.Config) -> None:
         if examples is not None:
             settings = settings.replace(examples=examples)
         settings = settings.replace(explore=bool(explore), threads=threads)
+        diagnose = config.getoption("compile_diagnose")
+        settings = settings.replace(diagnose=diagnose or config.getini("compile_diagnose"))
+        diagnose_time = config.getoption("compile_diagnose_time")
+        if diagnose_time is not None:
+            settings = settings.replace(diagnose_time=diagnose_time)
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     cold_root = (
         tempfile.mkdtemp(prefix="torchcompile-cold-") if config.getoption("compile_cold") else None
     )
     state = PluginState(modes, settings, examples, cold_root, threads)
+    state.diagnose_override = diagnose is not None
     config.stash[STATE] = state
     _set_cache_dir(config)
-    if not hasattr(config, "workerinput"):
+    try:
+        setup_run(config, state)  # this process's device, before anything touches CUDA
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(Worker(config, state), "torchcompile-worker")
+    else:
         try:
             state.baseline = _read_baseline(config)
         except SettingsError as error:
@@ -165,25 +222,13 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Controller(config, state), "torchcompile-controller")
 
 
-MAX_BASELINE_TOLERANCE = 10.0  # 1000% growth: past that no compile-time gate is left
-
-
 def _read_baseline(config: pytest.Config) -> list[CheckRecord] | None:
     """Read and validate the baseline before any test runs, so a bad path or file costs
     seconds, not a whole suite."""
     tolerance = config.getoption("compile_baseline_tolerance")
-    if not 0 <= tolerance <= MAX_BASELINE_TOLERANCE:
-        raise SettingsError(
-            f"--compile-baseline-tolerance must be a fraction between 0 and "
-            f"{MAX_BASELINE_TOLERANCE:g} (0.25 tolerates 25% compile-time growth), "
-            f"got {tolerance:g}"
-        )
+    check_tolerance(tolerance, "--compile-baseline-tolerance")
     path = config.getoption("compile_baseline")
-    if not path:
-        return None
-    from .report import read_report
-
-    return read_report(path)
+    return read_report(path) if path else None
 
 
 def _int_ini(name: str, text: str) -> int:
@@ -304,9 +349,58 @@ def _checker(item: Any, mode: str) -> Any:
         cache_dir=state.cache_dir,
         on_record=on_record,
         on_timing=on_timing,
-        timing_skip=lambda: speed_skip_reason(item.config),
+        timing_skip=lambda device: (
+            xdist_timing_skip(state, _worker_device(device, state))
+            or speed_skip_reason(item.config)
+        ),
         skip=_skip_at_test,
+        repro=lambda: _repro_target(item),
     )
+
+
+def _repro_target(item: Any) -> Any:
+    """Where this item's repro folder goes, and how a script rebuilds its model: by calling
+    the test itself where it takes no arguments (a plain function returning the model)."""
+    from .repro import ReproTarget
+
+    chosen = item.config.getoption("compile_repro_dir")
+    cache = getattr(item.config, "cache", None)
+    if chosen:
+        root = os.path.abspath(chosen)
+    elif cache is not None:
+        root = str(cache.mkdir("torchcompile-repro"))
+    else:
+        return None
+    paths = (str(item.path.parent), str(item.config.rootpath))
+    factory = None
+    if not item._fixtureinfo.argnames and getattr(item, "cls", None) is None:
+        factory = {
+            "file": str(item.path),
+            "module": item.module.__name__,
+            "function": item.obj.__name__,
+            "paths": list(paths),
+        }
+    return ReproTarget(root, item.nodeid, factory, paths)
+
+
+def _worker_device(device: str, state: PluginState) -> str:
+    """``device="cuda"`` means this xdist worker's own GPU, where it owns one."""
+    return state.device if device == "cuda" and state.device else device
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """With --compile-devices, ``-n auto`` starts one worker per device (before xdist's
+    own answer, the CPU count)."""
+    text = config.getoption("compile_devices") or config.getini("compile_devices")
+    if not text:
+        return None
+    from .devices import parse_devices
+
+    try:
+        return len(parse_devices(text)) or None
+    except SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def _skip_at_test(reason: str) -> None:
@@ -352,10 +446,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     checker = _checker(pyfuncitem, str(pyfuncitem.callspec.params["compile_mode"]))
     for marker in markers:
         overrides = dict(marker.overrides)
+        if overrides.get("device") == "cuda" and state.device is not None:
+            overrides["device"] = state.device  # --compile-devices: this worker's own
         if state.examples_override is not None:
             overrides.pop("examples", None)
         if state.threads_override is not None:
             overrides.pop("threads", None)
+        if state.diagnose_override:
+            overrides.pop("diagnose", None)
+        elif "diagnose" not in overrides and pyfuncitem.get_closest_marker("xfail"):
+            overrides["diagnose"] = "off"  # an expected failure needs no diagnosis each run
         inputs = returned_inputs if returned_inputs is not None else marker.inputs
         check = (
             checker.assert_equivalent

@@ -44,7 +44,9 @@ class CheckRecord:
     compiled_peak_memory: int | None = None
     threads: int | None = None  # torch threads while timing
     example: dict[str, Any] | None = None  # the failing example's dims and value seed
+    diagnosis: dict[str, Any] | None = None  # where a failed check went wrong (diagnose.py)
     warnings: tuple[str, ...] = ()  # passed, but with these caveats (e.g. vacuous leaves)
+    cudagraph_skips: tuple[str, ...] | None = None  # each skip's reason; None: no CUDA graphs
 
     @property
     def label(self) -> str:
@@ -70,6 +72,8 @@ class CheckRecord:
         data["graph_breaks"] = tuple(data.get("graph_breaks", ()))
         data["recompiles"] = tuple(data.get("recompiles", ()))
         data["warnings"] = tuple(data.get("warnings", ()))
+        if data.get("cudagraph_skips") is not None:
+            data["cudagraph_skips"] = tuple(data["cudagraph_skips"])
         return cls(**data)
 
     def to_json(self) -> str:

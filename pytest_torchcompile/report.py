@@ -1,6 +1,8 @@
-"""Render records: the terminal table, the JSON report, and the baseline comparison.
+"""Render records: the terminal table, the JSON report (written, read back, merged), and the
+baseline comparison, as text or markdown.
 
-Torch is imported only to describe the environment when a report is written.
+Torch-free: torch is imported only to describe the environment when a report is written, so
+the ``torchcompile-report`` CLI and the plugin share these rules and both start fast.
 """
 
 from __future__ import annotations
@@ -20,6 +22,51 @@ from .records import CheckRecord
 REPORT_FORMAT = "pytest-torchcompile-report"
 REPORT_VERSION = 1
 COMPILE_TIME_FLOOR = 0.2  # seconds of growth always tolerated: timer noise on quick compiles
+DEFAULT_TOLERANCE = 0.25  # compile-time growth tolerated against a baseline
+MAX_TOLERANCE = 10.0  # 1000% growth: past that no compile-time gate is left
+OUTCOMES = ("passed", "failed", "xfailed", "skipped")
+FORMATS = ("text", "markdown")
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def format_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "text"
+) -> list[str]:
+    """Aligned columns for a terminal, or a pipe table for a CI summary or PR comment."""
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(_md(cell) for cell in header) + " |"]
+        lines.append("|" + "---|" * len(header))
+        return lines + ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows]
+    table = [tuple(header), *map(tuple, rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for n, row in enumerate(table):
+        cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def _md(cell: str) -> str:
+    """A pipe ends a markdown cell, even inside code, unless escaped."""
+    return cell.replace("|", "\\|")
+
+
+def _code(text: str, fmt: str) -> str:
+    """Test ids hold brackets, stars and underscores: markdown shows them as code."""
+    if fmt != "markdown" or not text or text == "-":
+        return text
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def outcome_summary(records: Sequence[CheckRecord]) -> str:
+    counts = {o: sum(r.outcome == o for r in records) for o in OUTCOMES}
+    return f"{len(records)} compile checks: " + ", ".join(
+        f"{n} {o}" for o, n in counts.items() if n
+    )
 
 
 # -- terminal table --------------------------------------------------------------------------
@@ -71,21 +118,11 @@ def table_rows(records: Iterable[CheckRecord]) -> list[tuple[str, ...]]:
 
 def render_table(records: Sequence[CheckRecord], verbosity: int = 0) -> list[str]:
     """One row per check; ``-q`` keeps only a count and failed rows, ``-v`` adds details."""
-    outcomes = ("passed", "failed", "xfailed", "skipped")
-    counts = {o: sum(r.outcome == o for r in records) for o in outcomes}
-    summary = f"{len(records)} compile checks: " + ", ".join(
-        f"{n} {o}" for o, n in counts.items() if n
-    )
     shown = [r for r in records if r.outcome == "failed"] if verbosity < 0 else list(records)
-    lines = [summary]
+    lines = [outcome_summary(records)]
     if not shown:
         return lines
-    rows = [COLUMNS, *table_rows(shown)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    for n, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += format_table(COLUMNS, table_rows(shown))
     if verbosity > 0:
         lines += [line for r in shown for line in _details(r)]
     return lines
@@ -136,13 +173,20 @@ def environment(modes: Sequence[str], backend: str) -> dict[str, Any]:
     }
 
 
-def write_report(path: str | Path, records: Sequence[CheckRecord], env: dict[str, Any]) -> None:
+def write_report(
+    path: str | Path,
+    records: Sequence[CheckRecord],
+    env: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Atomically: a crashed run never leaves a truncated report for the next baseline."""
     data = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "environment": env,
         "records": [r.to_dict() for r in records],
+        **(extra or {}),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +195,42 @@ def write_report(path: str | Path, records: Sequence[CheckRecord], env: dict[str
     tmp.replace(path)
 
 
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """A report read back: its records, and what merging and comparing say about the run."""
+
+    path: str
+    created: str | None
+    environment: dict[str, Any]
+    records: tuple[CheckRecord, ...]
+
+
+def load_report(path: str | Path, role: str = "the baseline") -> Report:
+    """Read and validate one report; ``role`` says what to regenerate if it is too old."""
+    data = _read_json(path)
+    _check_version(path, data, f"regenerate {role}")
+    return _parse_report(path, data)
+
+
+def load_reports(paths: Sequence[str | Path]) -> list[Report]:
+    """Reports of one suite's shards: all of one format version, named when they are not."""
+    found = [(path, _read_json(path)) for path in paths]
+    versions = {repr(data.get("version")) for _, data in found}
+    if len(versions) > 1:
+        each = ", ".join(f"{str(path)!r} is version {data.get('version')}" for path, data in found)
+        raise SettingsError(
+            f"reports of mixed format versions ({each}): rerun the shards with one plugin version"
+        )
+    for path, data in found:
+        _check_version(path, data, "rerun the shards with this plugin version")
+    return [_parse_report(path, data) for path, data in found]
+
+
 def read_report(path: str | Path) -> list[CheckRecord]:
+    return list(load_report(path).records)
+
+
+def _read_json(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
@@ -160,23 +239,184 @@ def read_report(path: str | Path) -> list[CheckRecord]:
         raise SettingsError(
             f"{str(path)!r} is not a pytest-torchcompile report (written by --compile-report)"
         )
+    return data
+
+
+def _check_version(path: str | Path, data: dict[str, Any], remedy: str) -> None:
     if data.get("version") != REPORT_VERSION:
         raise SettingsError(
             f"{str(path)!r} is report version {data.get('version')}; this "
-            f"plugin reads version {REPORT_VERSION}: regenerate the baseline"
+            f"plugin reads version {REPORT_VERSION}: {remedy}"
         )
-    return [CheckRecord.from_dict(r) for r in data["records"]]
+
+
+def _parse_report(path: str | Path, data: dict[str, Any]) -> Report:
+    rows = data.get("records")
+    if not isinstance(rows, list):
+        raise SettingsError(f"{str(path)!r} has no list of records: is it a complete report?")
+    records = []
+    for n, row in enumerate(rows):
+        try:
+            if not isinstance(row, dict):
+                raise TypeError(f"a {type(row).__name__}, not an object")
+            records.append(CheckRecord.from_dict(row))
+        except (TypeError, ValueError) as error:
+            raise SettingsError(
+                f"{str(path)!r}: record {n} is not a check record: {error}"
+            ) from None
+    env = data.get("environment")
+    return Report(
+        str(path),
+        data.get("created"),
+        env if isinstance(env, dict) else {},
+        tuple(records),
+    )
+
+
+# -- merging shards --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class MergedReport:
+    """Shards' records as one report. The environment keeps what the shards agree on; a list
+    (modes, devices) is their union, a differing value is null, and ``shards`` keeps each
+    shard's own environment so nothing is lost."""
+
+    records: tuple[CheckRecord, ...]
+    environment: dict[str, Any]
+    shards: tuple[dict[str, Any], ...]
+    differing: tuple[str, ...]  # environment fields the shards disagree on (null when merged)
+
+    def write(self, path: str | Path) -> None:
+        write_report(path, self.records, self.environment, {"shards": list(self.shards)})
+
+
+def merge_reports(reports: Sequence[Report]) -> MergedReport:
+    """Refuses a check found in two shards (two shards ran the same test, or one file was
+    given twice) and shards of different torch releases (a baseline mixing them compares
+    unlike with unlike); a check twice in one shard is kept, as the plugin wrote it."""
+    owner: dict[str, str] = {}
+    clashes: list[str] = []
+    for report in reports:
+        for key in dict.fromkeys(r.key for r in report.records):
+            if key in owner:
+                clashes.append(f"{key} is in {owner[key]!r} and {report.path!r}")
+            owner.setdefault(key, report.path)
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise SettingsError(
+            f"duplicate check: {clashes[0]}{more}: each check must run in one shard only"
+        )
+    releases = {
+        str(r.environment["torch"]).split("+")[0] for r in reports if r.environment.get("torch")
+    }
+    if len(releases) > 1:
+        each = ", ".join(f"{r.path!r} ran torch {r.environment.get('torch')}" for r in reports)
+        raise SettingsError(
+            f"shards ran different torch releases ({each}): merge the shards of one torch"
+        )
+    env: dict[str, Any] = {}
+    differing = []
+    for field in dict.fromkeys(f for r in reports for f in r.environment):
+        values: list[Any] = [r.environment.get(field) for r in reports]
+        if all(isinstance(v, list) for v in values):
+            env[field] = []
+            for item in (item for v in values for item in v):
+                if item not in env[field]:
+                    env[field].append(item)
+        elif all(v == values[0] for v in values):
+            env[field] = values[0]
+        else:
+            env[field] = None
+            differing.append(field)
+    shards = tuple(
+        {
+            "path": r.path,
+            "created": r.created,
+            "records": len(r.records),
+            "environment": r.environment,
+        }
+        for r in reports
+    )
+    records = tuple(record for r in reports for record in r.records)
+    return MergedReport(records, env, shards, tuple(differing))
+
+
+def render_merge(reports: Sequence[Report], merged: MergedReport, fmt: str = "text") -> list[str]:
+    """A short summary: counts by outcome, for every shard and in total."""
+    header = ("report", "checks", *OUTCOMES)
+
+    def row(name: str, records: Sequence[CheckRecord]) -> tuple[str, ...]:
+        counts = [str(sum(r.outcome == o for r in records)) for o in OUTCOMES]
+        return (name, str(len(records)), *counts)
+
+    rows = [row(_code(r.path, fmt), r.records) for r in reports]
+    rows.append(row("**total**" if fmt == "markdown" else "total", merged.records))
+    title = f"{len(reports)} reports merged: {outcome_summary(merged.records)}"
+    lines = [f"### {title}" if fmt == "markdown" else title]
+    if merged.differing:
+        lines.append(
+            "environment differs between shards in: "
+            + ", ".join(merged.differing)
+            + ' (null in the merged report; each shard\'s under "shards")'
+        )
+    return [*lines, "", *format_table(header, rows, fmt)]
 
 
 # -- baseline --------------------------------------------------------------------------------
 
 
+def check_tolerance(tolerance: float, option: str) -> float:
+    """One validation for ``--compile-baseline-tolerance`` and the CLI's ``--tolerance``."""
+    if not 0 <= tolerance <= MAX_TOLERANCE:
+        raise SettingsError(
+            f"{option} must be a fraction between 0 and {MAX_TOLERANCE:g} "
+            f"({DEFAULT_TOLERANCE:g} tolerates {DEFAULT_TOLERANCE:.0%} compile-time growth), "
+            f"got {tolerance:g}"
+        )
+    return tolerance
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """One way a check differs from its baseline record, with both values as evidence."""
+
+    kind: str  # "regression", "improvement" or "note" (could not be compared)
+    label: str  # the check, as messages name it
+    aspect: str  # "outcome", "graph breaks", "recompiles", "compile time", "speedup"
+    baseline: str
+    current: str
+    detail: str  # what happened, in a sentence
+
+    @property
+    def message(self) -> str:
+        return f"{self.label}: {self.detail}"
+
+
 @dataclasses.dataclass(frozen=True)
 class BaselineComparison:
-    regressions: tuple[str, ...]
-    improvements: tuple[str, ...]
-    unmatched: int
-    notes: tuple[str, ...] = ()  # what could not be compared (e.g. cold against warm)
+    changes: tuple[Change, ...]
+    new: tuple[CheckRecord, ...] = ()  # checks with no record in the baseline
+    missing: tuple[CheckRecord, ...] = ()  # baseline records that no check matched
+
+    def _messages(self, kind: str) -> tuple[str, ...]:
+        return tuple(c.message for c in self.changes if c.kind == kind)
+
+    @property
+    def regressions(self) -> tuple[str, ...]:
+        return self._messages("regression")
+
+    @property
+    def improvements(self) -> tuple[str, ...]:
+        return self._messages("improvement")
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self._messages("note")  # what could not be compared (e.g. cold against warm)
+
+    @property
+    def unmatched(self) -> int:
+        return len(self.new)
 
 
 def compare_to_baseline(
@@ -186,64 +426,120 @@ def compare_to_baseline(
     Compile times are compared only between records of the same cache state (a warm
     baseline against a cold run is noted as not comparable, never a regression)."""
     base = {r.key: r for r in baseline}
-    worse: list[str] = []
-    better: list[str] = []
-    notes: list[str] = []
-    unmatched = 0
+    changes: list[Change] = []
     for now in current:
         was = base.get(now.key)
-        if was is None:
-            unmatched += 1
-            continue
-        name = now.label
-        if was.outcome == "passed" and now.outcome == "failed":
-            worse.append(f"{name}: passed in the baseline, fails now")
-        elif was.outcome == "failed" and now.outcome == "passed":
-            better.append(f"{name}: failed in the baseline, passes now")
-        for label, a, b in (
-            ("graph breaks", len(was.graph_breaks), len(now.graph_breaks)),
-            ("recompiles", len(was.recompiles), len(now.recompiles)),
-        ):
-            if b > a:
-                worse.append(f"{name}: {label} grew from {a} to {b}")
-            elif b < a:
-                better.append(f"{name}: {label} fell from {a} to {b}")
-        if was.compile_cache != now.compile_cache and now.compile_seconds is not None:
-            notes.append(
-                f"{name}: compile time not comparable: the baseline compiled "
-                f"{was.compile_cache or 'without a cache'}, this run "
-                f"{now.compile_cache or 'without a cache'}"
+        if was is not None:
+            changes += _changes(was, now, tolerance)
+    seen = {r.key for r in current}
+    return BaselineComparison(
+        tuple(changes),
+        tuple(r for r in current if r.key not in base),
+        tuple(r for r in baseline if r.key not in seen),
+    )
+
+
+def _changes(was: CheckRecord, now: CheckRecord, tolerance: float) -> list[Change]:
+    found: list[Change] = []
+
+    def add(kind: str, aspect: str, before: object, after: object, detail: str) -> None:
+        found.append(Change(kind, now.label, aspect, str(before), str(after), detail))
+
+    if was.outcome == "passed" and now.outcome == "failed":
+        add("regression", "outcome", was.outcome, now.outcome, "passed in the baseline, fails now")
+    elif was.outcome == "failed" and now.outcome == "passed":
+        add(
+            "improvement", "outcome", was.outcome, now.outcome, "failed in the baseline, passes now"
+        )
+    for aspect, a, b in (
+        ("graph breaks", len(was.graph_breaks), len(now.graph_breaks)),
+        ("recompiles", len(was.recompiles), len(now.recompiles)),
+    ):
+        if b > a:
+            add("regression", aspect, a, b, f"{aspect} grew from {a} to {b}")
+        elif b < a:
+            add("improvement", aspect, a, b, f"{aspect} fell from {a} to {b}")
+    before, after = was.compile_seconds, now.compile_seconds
+    if was.compile_cache != now.compile_cache and after is not None:
+        add(
+            "note",
+            "compile time",
+            f"{_num(before, '.2f')} s, {was.compile_cache or 'no cache'}",
+            f"{after:.2f} s, {now.compile_cache or 'no cache'}",
+            f"compile time not comparable: the baseline compiled "
+            f"{was.compile_cache or 'without a cache'}, this run "
+            f"{now.compile_cache or 'without a cache'}",
+        )
+    elif before and after is not None:
+        shown = (f"{before:.2f} s", f"{after:.2f} s")
+        if after > before * (1 + tolerance) and after - before > COMPILE_TIME_FLOOR:
+            add(
+                "regression",
+                "compile time",
+                *shown,
+                f"compile time grew from {shown[0]} to {shown[1]} (more than {tolerance:.0%})",
             )
-        elif was.compile_seconds and now.compile_seconds is not None:
-            grown = now.compile_seconds - was.compile_seconds
-            if now.compile_seconds > was.compile_seconds * (1 + tolerance) and (
-                grown > COMPILE_TIME_FLOOR
-            ):
-                worse.append(
-                    f"{name}: compile time grew from {was.compile_seconds:.2f} s to "
-                    f"{now.compile_seconds:.2f} s (more than {tolerance:.0%})"
-                )
-            elif now.compile_seconds < was.compile_seconds * (1 - tolerance):
-                better.append(
-                    f"{name}: compile time fell from {was.compile_seconds:.2f} s "
-                    f"to {now.compile_seconds:.2f} s"
-                )
-        decided = {"passed", "failed"}  # a skipped (inconclusive) timing compares with nothing
-        if (
-            now.outcome in decided
-            and was.outcome in decided
-            and now.speedup is not None
-            and was.speedup_low is not None
-            and was.speedup_high is not None
-        ):
-            if now.speedup < was.speedup_low:
-                worse.append(
-                    f"{name}: speedup {now.speedup:.2f}x is below the baseline's interval "
-                    f"[{was.speedup_low:.2f}, {was.speedup_high:.2f}]"
-                )
-            elif now.speedup > was.speedup_high:
-                better.append(
-                    f"{name}: speedup {now.speedup:.2f}x is above the baseline's "
-                    f"interval [{was.speedup_low:.2f}, {was.speedup_high:.2f}]"
-                )
-    return BaselineComparison(tuple(worse), tuple(better), unmatched, tuple(notes))
+        elif after < before * (1 - tolerance):
+            add(
+                "improvement",
+                "compile time",
+                *shown,
+                f"compile time fell from {shown[0]} to {shown[1]}",
+            )
+    decided = {"passed", "failed"}  # a skipped (inconclusive) timing compares with nothing
+    if (
+        now.outcome in decided
+        and was.outcome in decided
+        and now.speedup is not None
+        and was.speedup_low is not None
+        and was.speedup_high is not None
+    ):
+        interval = f"[{was.speedup_low:.2f}, {was.speedup_high:.2f}]"
+        speed = f"{now.speedup:.2f}x"
+        if now.speedup < was.speedup_low:
+            add(
+                "regression",
+                "speedup",
+                interval,
+                speed,
+                f"speedup {speed} is below the baseline's interval {interval}",
+            )
+        elif now.speedup > was.speedup_high:
+            add(
+                "improvement",
+                "speedup",
+                interval,
+                speed,
+                f"speedup {speed} is above the baseline's interval {interval}",
+            )
+    return found
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def render_comparison(
+    result: BaselineComparison, fmt: str = "text", notes: Sequence[str] = ()
+) -> list[str]:
+    """A table of regressions, improvements, notes, and new or missing checks; ``notes`` are
+    lines about the two runs as wholes (e.g. different torch releases)."""
+    kinds = ("regression", "improvement", "note")
+    count = {k: sum(c.kind == k for c in result.changes) for k in kinds}
+    title = (
+        f"{_plural(count['regression'], 'regression')}, "
+        f"{_plural(count['improvement'], 'improvement')}, "
+        f"{_plural(len(result.new), 'new check')}, "
+        f"{_plural(len(result.missing), 'missing check')} against the baseline"
+    )
+    lines = [f"### torch.compile: {title}" if fmt == "markdown" else title, *notes]
+    changes = sorted(result.changes, key=lambda c: kinds.index(c.kind))
+    rows = [(c.kind, _code(c.label, fmt), c.aspect, c.baseline, c.current) for c in changes]
+    rows += [("new", _code(r.label, fmt), "no baseline record", "-", r.outcome) for r in result.new]
+    rows += [
+        ("missing", _code(r.label, fmt), "not in this report", r.outcome, "-")
+        for r in result.missing
+    ]
+    if not rows:
+        return [*lines, "", "every check matches its baseline record"]
+    return [*lines, "", *format_table(("change", "check", "what", "baseline", "now"), rows, fmt)]

@@ -30,6 +30,12 @@ def snapshot(module: Any) -> dict[str, torch.Tensor]:
     return {name: t.detach().clone() for name, t in state.items()}
 
 
+def copy_to(model: Any, device: str) -> Any:
+    """A deep copy of the model on ``device``: each side of a comparison runs its own."""
+    copied = copy.deepcopy(model)
+    return copied.to(device) if isinstance(copied, torch.nn.Module) else copied
+
+
 def restore(module: Any, state: dict[str, torch.Tensor]) -> None:
     """Reset parameters and buffers in place, so compiled code's guards stay valid."""
     if not state:

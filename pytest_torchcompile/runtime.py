@@ -7,6 +7,13 @@ model's cache; other compiled models then recompile from the warm on-disk cache 
 next call, which is why this belongs at start-up. Nothing is written to a Hypothesis
 database in the working directory, and inductor's ``fallback_random`` is left off, so the
 compiled model keeps inductor's fast RNG: validate with randomness off (``model.eval()``).
+
+Under CUDA graphs (``mode="reduce-overhead"``), validation marks a step at each of its
+calls and then puts torch's step tracking back as it was: the model handed back steps as
+any reduce-overhead model does (each call a new step, replaying from about its third call;
+a call may overwrite the previous call's outputs, so clone what you keep). Had the marked
+steps stayed in force, each call made while the previous outputs were still referenced
+would record a new CUDA graph, and none would replay.
 """
 
 from __future__ import annotations

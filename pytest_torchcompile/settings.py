@@ -119,6 +119,15 @@ def _text(name: str, value: Any) -> str:
     return value
 
 
+DIAGNOSE_LEVELS = ("off", "auto", "deep")
+
+
+def _diagnose(name: str, value: Any) -> str:
+    if value not in DIAGNOSE_LEVELS:
+        raise SettingsError(f"{name} must be one of {', '.join(DIAGNOSE_LEVELS)}, got {value!r}")
+    return str(value)
+
+
 def _options(name: str, value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
@@ -148,8 +157,11 @@ _VALIDATORS = {
     "max_graph_breaks": _optional(int, minimum=0),
     "max_recompiles": _optional(int, minimum=0),
     "max_compile_time": _optional(_NUMBER, minimum=0, strict=True),
+    "max_cudagraph_skips": _optional(int, minimum=0),
     "explore": _flag,
     "threads": _optional(int, minimum=1),
+    "diagnose": _diagnose,
+    "diagnose_time": _optional(_NUMBER, minimum=0, strict=True),
 }
 
 
@@ -179,8 +191,11 @@ class CompileSettings:
     max_graph_breaks: int | None = None
     max_recompiles: int | None = None
     max_compile_time: float | None = None
+    max_cudagraph_skips: int | None = None  # CUDA graphs torch skipped (CUDA, cudagraph modes)
     explore: bool = False  # fresh Hypothesis examples each run (else derived from the test id)
     threads: int | None = None  # torch threads while timing (None: leave the user's setting)
+    diagnose: str = "auto"  # on a failed check: "off", "auto" or "deep" (adds bisection)
+    diagnose_time: float = 120.0  # seconds the diagnosis of one failed check may take
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -195,7 +210,7 @@ class CompileSettings:
                 "rtol=0 and atol=0 demand bit-identical floats, which compiled kernels do not "
                 "promise; give a positive atol or rtol"
             )
-        for name in ("examples", "max_time"):
+        for name in ("examples", "max_time", "diagnose_time"):
             if getattr(self, name) is None:
                 raise SettingsError(f"{name} needs a value; leave it out to take the default")
 
@@ -254,9 +269,10 @@ _COMMON = (
     "max_graph_breaks",
     "max_recompiles",
     "max_compile_time",
+    "max_cudagraph_skips",
 )
 MARKER_ARGS: dict[str, tuple[str, ...]] = {
-    "compile_equivalent": _CHECK_ARGS + _COMMON + ("rtol", "atol", "examples"),
+    "compile_equivalent": _CHECK_ARGS + _COMMON + ("rtol", "atol", "examples", "diagnose"),
     "compile_faster": _CHECK_ARGS
     + _COMMON
     + ("rtol", "atol", "min_speedup", "max_time", "max_memory_ratio", "threads"),

@@ -4,10 +4,25 @@ meter.
 Compilation and warm-up happen before the clock starts. Each round runs a calibrated
 block of eager calls and one of compiled calls (alternating which goes first), so both
 see the same machine state; on CUDA every block is bracketed by ``synchronize()`` so
-queued kernels are counted. Around every block the meter reads the process's CPU time
-and, on Linux, how long its threads sat runnable but off a CPU: the statistics in
-``stats`` leave out the rounds that contention got into, and call a run with too few
-clean rounds inconclusive.
+queued kernels are counted, and the wall clock between the two synchronisations is the
+block's time: it includes the host's launch overhead, which is what ``reduce-overhead``
+removes (CUDA events would time the same span, from the stream's side). Around every
+block the meter reads the process's CPU time and, on Linux, how long its threads sat
+runnable but off a CPU: the statistics in ``stats`` leave out the rounds that contention
+got into, and call a run with too few clean rounds inconclusive.
+
+Under CUDA graphs (cudagraph trees) a compiled function runs eagerly once, is recorded on
+its second call and replays from the third: the compiled side warms up until its last
+call replayed (at most ``MAX_WARMUP_CALLS``), so no recording is timed.
+
+Peak memory (CUDA only) is the most a side allocated above what was live before, over
+its warm-up calls. A CUDA graph replay allocates nothing: its intermediates and outputs
+live in the graph's private pool, allocated once, while recording. Those allocations go
+through the caching allocator like any other and count in ``max_memory_allocated``, so
+a window that spans the recording counts the graph's memory at the same granularity as
+eager's, where one replayed call would read about zero. What the pool keeps reserved
+between calls (segments rounded up by the allocator, never lent to other code) is
+reported beside it as ``compiled_pool_memory``.
 """
 
 from __future__ import annotations
@@ -22,11 +37,13 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from . import torch_compat as compat
 from .devices import synchronizer
 from .stats import MIN_ROUNDS, Blocks, SpeedDecision, bounded_after, decide, look_schedule
 
 BLOCK_SECONDS = 0.01  # long against perf_counter's resolution and scheduler jitter
 WARMUP_CALLS = 3
+MAX_WARMUP_CALLS = 10  # CUDA graph trees replay from the third call; a skipped graph never does
 FIRST_LOOK = 0.2  # share of the budget measured before the first decision: a stable estimate
 _TASKS = "/proc/self/task"
 
@@ -41,6 +58,9 @@ class Timing:
     device: str
     eager_peak_memory: int | None = None
     compiled_peak_memory: int | None = None
+    compiled_pool_memory: int | None = None  # held in the CUDA graph pool (None: no pool)
+    warmup_calls: int = WARMUP_CALLS  # the compiled side's
+    cudagraph_state: str | None = None  # after warm-up: "execution" (replaying), or None
 
     @property
     def eager_times(self) -> tuple[float, ...]:
@@ -180,17 +200,50 @@ def calibrate(fns: list[Callable[[], object]], sync: Callable[[], None]) -> int:
         calls = max(calls * 2, math.ceil(BLOCK_SECONDS / max(per_call, 1e-9) * 1.1))
 
 
-def peak_memory(fn: Callable[[], object], device: str) -> int | None:
-    """Peak bytes allocated by one call above what was live before (CUDA only)."""
-    if torch.device(device).type != "cuda":
-        return None
+@dataclasses.dataclass(frozen=True)
+class WarmUp:
+    calls: int
+    peak_memory: int | None  # bytes above what was live before (CUDA only)
+    cudagraph_state: str | None  # the CUDA graph tree's state after the last call
+
+
+def warm_up(fn: Callable[[], object], device: str, *, cudagraphs: bool = False) -> WarmUp:
+    """``WARMUP_CALLS`` calls, measuring peak memory on CUDA; with ``cudagraphs``, more
+    until the last call replayed a recorded graph (at most ``MAX_WARMUP_CALLS``).
+
+    Call it after the compile: compiling (autotuning above all) allocates on the device
+    too, and its memory is not the model's."""
     where = torch.device(device)  # "cuda:1" too: these default to the current device
+    on_cuda = where.type == "cuda"
+    if on_cuda:
+        torch.cuda.synchronize(where)
+        torch.cuda.reset_peak_memory_stats(where)
+        before = torch.cuda.memory_allocated(where)
+    calls, state = 0, None
+    while calls < MAX_WARMUP_CALLS:
+        fn()
+        calls += 1
+        state = compat.cudagraph_tree_state(where) if cudagraphs and on_cuda else None
+        if calls >= WARMUP_CALLS and state in (None, "execution"):
+            break
+    if not on_cuda:
+        return WarmUp(calls, None, state)
     torch.cuda.synchronize(where)
-    torch.cuda.reset_peak_memory_stats(where)
-    before = torch.cuda.memory_allocated(where)
-    fn()
-    torch.cuda.synchronize(where)
-    return torch.cuda.max_memory_allocated(where) - before
+    return WarmUp(calls, torch.cuda.max_memory_allocated(where) - before, state)
+
+
+def pool_memory(device: str) -> int | None:
+    """Bytes reserved in the CUDA graph tree's private pool on ``device``; None if none."""
+    where = torch.device(device)
+    pool = compat.cudagraph_pool(where)
+    if pool is None:
+        return None
+    index = where.index if where.index is not None else torch.cuda.current_device()
+    return sum(
+        segment["total_size"]
+        for segment in torch.cuda.memory_snapshot()
+        if segment.get("device") == index and tuple(segment.get("segment_pool_id", ())) == pool
+    )
 
 
 @contextlib.contextmanager
@@ -219,11 +272,13 @@ def measure(
     max_time: float,
     device: str,
     threads: int | None = None,
+    cudagraphs: bool = False,
 ) -> Timing:
     """Time both sides in interleaved rounds until the decision is made or ``max_time``
-    runs out; ``threads`` torch threads for both (None: the caller's setting)."""
+    runs out; ``threads`` torch threads for both (None: the caller's setting).
+    ``cudagraphs``: the compiled side records CUDA graphs, so it warms up until it replays."""
     with torch_threads(threads) as used:
-        return _measure(eager, compiled, min_speedup, max_time, device, used)
+        return _measure(eager, compiled, min_speedup, max_time, device, used, cudagraphs)
 
 
 def _measure(
@@ -233,13 +288,12 @@ def _measure(
     max_time: float,
     device: str,
     threads: int,
+    cudagraphs: bool = False,
 ) -> Timing:
     sync = synchronizer(device)
-    for _ in range(WARMUP_CALLS):  # after any thread change: a recompile happens here
-        eager()
-        compiled()
-    eager_peak = peak_memory(eager, device)
-    compiled_peak = peak_memory(compiled, device)
+    eager_warm = warm_up(eager, device)
+    compiled_warm = warm_up(compiled, device, cudagraphs=cudagraphs)
+    pool = pool_memory(device) if cudagraphs and torch.device(device).type == "cuda" else None
     calls = calibrate([eager, compiled], sync)
     with Meter(threads, device) as meter:
         decision, sides = _rounds(eager, compiled, calls, sync, meter, min_speedup, max_time)
@@ -250,8 +304,11 @@ def _measure(
         calls_per_block=calls,
         threads=threads,
         device=device,
-        eager_peak_memory=eager_peak,
-        compiled_peak_memory=compiled_peak,
+        eager_peak_memory=eager_warm.peak_memory,
+        compiled_peak_memory=compiled_warm.peak_memory,
+        compiled_pool_memory=pool,
+        warmup_calls=compiled_warm.calls,
+        cudagraph_state=compiled_warm.cudagraph_state,
     )
 
 
