@@ -71,7 +71,7 @@ from pytest_torchcompile import (  # noqa: E402
     safe_compile,
 )
 from pytest_torchcompile import torch_compat as compat  # noqa: E402
-from pytest_torchcompile.compiling import UNSTATED_SKIP  # noqa: E402
+from pytest_torchcompile.cudagraph_skips import UNSTATED_SKIP  # noqa: E402
 from pytest_torchcompile.devices import synchronizer  # noqa: E402
 from pytest_torchcompile.stats import estimate  # noqa: E402
 from pytest_torchcompile.timing import Timing, calibrate, measure, time_block  # noqa: E402

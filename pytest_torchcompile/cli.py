@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import report
+from . import report, tables
 from .errors import SettingsError
 
 PROG = "torchcompile-report"
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     formats = argparse.ArgumentParser(add_help=False)
     formats.add_argument(
         "--format",
-        choices=report.FORMATS,
+        choices=tables.FORMATS,
         default="text",
         help="text for a terminal, markdown for a CI job summary or a pull-request comment "
         "(default: text)",
@@ -85,7 +85,7 @@ def _merge(args: argparse.Namespace) -> tuple[list[str], int]:
         merged.write(args.output)
     except OSError as error:
         raise SettingsError(f"cannot write the merged report {args.output!r}: {error}") from None
-    lines = report.render_merge(shards, merged, args.format)
+    lines = tables.render_merge(shards, merged, args.format)
     return [*lines, "", f"merged report written to {args.output}"], OK
 
 
@@ -96,5 +96,5 @@ def _compare(args: argparse.Namespace) -> tuple[list[str], int]:
     result = report.compare_to_baseline(current.records, baseline.records, tolerance)
     was, now = baseline.environment.get("torch"), current.environment.get("torch")
     notes = [f"note: the baseline ran torch {was}, this report torch {now}"] if was != now else []
-    lines = report.render_comparison(result, args.format, notes)
+    lines = tables.render_comparison(result, args.format, notes)
     return lines, REGRESSED if result.regressions else OK

@@ -5,9 +5,8 @@ raise instead of silently running eager, and reads graph breaks, recompiles and 
 time from Dynamo's own per-frame compilation metrics (every entry, kept for the whole
 check) and graph-break log. Where CUDA graphs are in play (a CUDA device under
 ``reduce-overhead``, ``max-autotune`` or ``triton.cudagraphs``), it also collects each graph
-torch ran without them, with torch's stated reason: a skip is silent otherwise (one log
-line, or none at all under graph partition), and costs the launch overhead the mode was
-chosen to remove. Every private torch API it touches lives in ``torch_compat``.
+torch ran without them, with torch's stated reason (``cudagraph_skips``). Every private
+torch API it touches lives in ``torch_compat``.
 """
 
 from __future__ import annotations
@@ -25,7 +24,9 @@ from typing import Any
 import torch
 
 from . import torch_compat as compat
+from .cudagraph_skips import CudagraphSkip, CudagraphSkips
 from .errors import CompileFailedError, NotCompiledError
+from .listening import listening
 from .settings import DEFAULT_MODE, CompileSettings
 from .torch_compat import FrameMetrics
 
@@ -60,24 +61,6 @@ class Recompile:
     def describe(self) -> str:
         text = f"{self.function}: {self.reason}"
         return f"{text} ({self.hint})" if self.hint else text
-
-
-@dataclasses.dataclass(frozen=True)
-class CudagraphSkip:
-    """A compiled graph that runs without CUDA graphs, and torch's reason."""
-
-    reason: str
-    location: str | None = None  # the user's line torch blamed, where it named one
-
-    def describe(self) -> str:
-        return f"{self.location}: {self.reason}" if self.location else self.reason
-
-
-# torch counts a skip without logging it for a graph with no CUDA kernel in it.
-UNSTATED_SKIP = CudagraphSkip(
-    "torch counted a CUDA graph skip without stating a reason (a graph with no CUDA "
-    "kernel, e.g. one that computes only on the CPU)"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,9 +211,7 @@ class CompileSession:
         self._compiled_as: list[str] = []
         self._limit_error: type[BaseException] = compat.recompile_limit_error()
         self.cudagraphs = cudagraphs_unused(settings) is None
-        self._skips: list[CudagraphSkip] = []  # torch logged them (and counted them)
-        self._silent: list[CudagraphSkip] = []  # torch neither logged nor counted them
-        self._skips_before = 0
+        self._skips = CudagraphSkips()
 
     def __enter__(self) -> CompileSession:
         try:
@@ -254,12 +235,7 @@ class CompileSession:
         stack.enter_context(_capture_graph_breaks(self._on_graph_break))
         stack.enter_context(compat.quiet_structured_trace())
         if self.cudagraphs:
-            stack.enter_context(_capture_cudagraph_skips(self._skips.append))
-            stack.enter_context(compat.hear_silent_cudagraph_skips(self._on_silent_skip))
-            # call() marks a step at each call; the model handed back must not stay in
-            # marked-step mode, where it records anew instead of replaying
-            stack.enter_context(compat.cudagraph_steps_kept())
-            self._skips_before = compat.cudagraph_skip_count()
+            self._skips.listen(stack)
         self._graphs_before = compat.graph_count()
         self._cache_before = compat.cache_counts()
         return self
@@ -320,37 +296,16 @@ class CompileSession:
             compiled_as=compiled_as,
         )
         cache = {k: now[k] - self._cache_before.get(k, 0) for k in now}
+        skips = self._skips.skips() if self.cudagraphs else ()
         return dataclasses.replace(
-            stats, cache=cache, cudagraphs=self.cudagraphs, cudagraph_skips=self._cudagraph_skips()
+            stats, cache=cache, cudagraphs=self.cudagraphs, cudagraph_skips=skips
         )
 
     def expect_replay(self, state: str | None, calls: int) -> None:
-        """After ``calls`` calls on one input, CUDA graphs replay. Where the last call did
-        not (``state`` is the CUDA graph tree's) and no skip was heard, torch skipped in a
-        way this session cannot hear: a backstop to the skips torch states and to the
-        silent ones of graph partition (``compat.hear_silent_cudagraph_skips``). A replay
-        shows that some graph replayed, not that every kernel did: graph partition runs
-        the kernels it splits out (CPU ones, dynamic-shape ones under
-        ``cudagraph_skip_dynamic_graphs``) outside CUDA graphs by design."""
-        if self.cudagraphs and state != "execution" and not self._cudagraph_skips():
-            self._silent.append(
-                CudagraphSkip(
-                    f"no CUDA graph replayed in {calls} calls on one input (the CUDA graph "
-                    f"tree's state: {state or 'none made'}), and torch stated no reason"
-                )
-            )
-
-    def _on_silent_skip(self, reason: str, location: str | None) -> None:
-        self._silent.append(CudagraphSkip(reason, location))
-
-    def _cudagraph_skips(self) -> tuple[CudagraphSkip, ...]:
-        """The skips torch stated, one unstated entry per skip it only counted, and the
-        skips it made in silence."""
-        if not self.cudagraphs:
-            return ()
-        counted = compat.cudagraph_skip_count() - self._skips_before
-        unstated = [UNSTATED_SKIP] * max(counted - len(self._skips), 0)
-        return (*self._skips, *unstated, *self._silent)
+        """After ``calls`` calls on one input, CUDA graphs replay: where the last call did
+        not (``state`` is the CUDA graph tree's), see ``CudagraphSkips.expect_replay``."""
+        if self.cudagraphs:
+            self._skips.expect_replay(state, calls)
 
     def _on_graph_break(self, brk: GraphBreak) -> None:
         self._breaks.setdefault((brk.reason, brk.location), brk)
@@ -377,64 +332,16 @@ def parse_graph_break(message: str, error: BaseException | None = None) -> Graph
     return GraphBreak(reason, location)
 
 
-@contextlib.contextmanager
-def _capture_graph_breaks(sink: Callable[[GraphBreak], None]) -> Iterator[None]:
+def _capture_graph_breaks(
+    sink: Callable[[GraphBreak], None],
+) -> contextlib.AbstractContextManager[None]:
     """Listen to Dynamo's ``graph_breaks`` log without printing it (unless the user did)."""
 
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            error = record.exc_info[1] if record.exc_info else None
-            sink(parse_graph_break(record.getMessage(), error))
+    def hear(record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        sink(parse_graph_break(record.getMessage(), error))
 
-    handler = Handler(logging.DEBUG)
-    saved = []
-    for logger in compat.graph_break_loggers():
-        saved.append((logger, logger.level, logger.propagate))
-        user_enabled = logger.isEnabledFor(logging.DEBUG) and logger.propagate
-        logger.setLevel(logging.DEBUG)
-        logger.propagate = user_enabled
-        logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        for logger, level, propagate in saved:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
-            logger.propagate = propagate
-
-
-def parse_cudagraph_skip(message: str) -> CudagraphSkip | None:
-    """A skip from torch's log message; None for the logger's other messages."""
-    parsed = compat.parse_cudagraph_skip(message)
-    return CudagraphSkip(*parsed) if parsed is not None else None
-
-
-@contextlib.contextmanager
-def _capture_cudagraph_skips(sink: Callable[[CudagraphSkip], None]) -> Iterator[None]:
-    """Listen to the WARNINGs torch logs for each CUDA graph skip. They still print as
-    torch prints them, unless the user silenced the logger: then they are heard, not shown."""
-
-    class Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            skip = parse_cudagraph_skip(record.getMessage())
-            if skip is not None:
-                sink(skip)
-
-    handler = Handler(logging.WARNING)
-    saved = []
-    for logger in compat.cudagraph_skip_loggers():
-        saved.append((logger, logger.level, logger.propagate))
-        if not logger.isEnabledFor(logging.WARNING):
-            logger.setLevel(logging.WARNING)
-            logger.propagate = False
-        logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        for logger, level, propagate in saved:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
-            logger.propagate = propagate
+    return listening(compat.graph_break_loggers(), logging.DEBUG, hear, pin_level=True)
 
 
 @contextlib.contextmanager

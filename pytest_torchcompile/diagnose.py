@@ -29,6 +29,16 @@ from .inputs import Example
 from .running import RNG_SEED, copy_to, observe_eager, restore, snapshot
 from .settings import DEFAULT_BACKEND, DEFAULT_MODE, CompileSettings
 
+DIAGNOSE_TIME = {"auto": 120.0, "deep": 600.0}  # default budgets, seconds
+
+
+def diagnose_budget(settings: CompileSettings) -> float:
+    """``diagnose_time`` where given, else the level's default: ``deep`` bisects, and
+    the bisector compiles the model tens of times."""
+    if settings.diagnose_time is not None:
+        return float(settings.diagnose_time)
+    return DIAGNOSE_TIME.get(settings.diagnose, DIAGNOSE_TIME["auto"])
+
 
 @dataclasses.dataclass(frozen=True)
 class _Call:
@@ -62,7 +72,8 @@ class Diagnoser:
         self.settings = settings
         self.cache_dir = cache_dir
         self.write_repro = write_repro
-        self.deadline = time.monotonic() + settings.diagnose_time
+        self.budget = diagnose_budget(settings)
+        self.deadline = time.monotonic() + self.budget
         self._found: dict[str, Any] = {}
         self._notes: list[str] = []
 
@@ -97,7 +108,7 @@ class Diagnoser:
             not_reached=tuple(not_reached),
             notes=tuple(self._notes),
             seconds=time.monotonic() - start,
-            budget=self.settings.diagnose_time,
+            budget=self.budget,
             **self._found,
         )
 

@@ -1,4 +1,5 @@
-"""pytest hooks, options, markers and fixtures. Thin: the engine lives in the core modules.
+"""pytest hooks, markers and fixtures. Thin: options are declared and read in ``options``,
+the engine lives in the core modules.
 
 No torch at import time: ``pytest --help`` and suites without compile checks stay fast.
 Torch loads when a mode or backend must be validated or a check runs.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import inspect
 import os
 import shutil
-import tempfile
 from typing import Any
 
 import pytest
@@ -21,17 +21,10 @@ from .errors import (
     ModelError,
     SettingsError,
 )
+from .options import add_options, read_baseline, read_state, set_cache_dir
 from .records import PROPERTY_NAME, CheckRecord
-from .report import DEFAULT_TOLERANCE, check_tolerance, read_report
 from .session import Controller, PluginState, Worker, setup_run, xdist_timing_skip
-from .settings import (
-    DEFAULT_BACKEND,
-    DEFAULT_MODE,
-    DIAGNOSE_LEVELS,
-    CompileSettings,
-    check_options,
-    parse_marker,
-)
+from .settings import DEFAULT_BACKEND, DEFAULT_MODE, check_options, parse_marker
 
 MARKERS = ("compile_equivalent", "compile_faster")
 MARKER_DOCS = {
@@ -55,198 +48,24 @@ STATE = pytest.StashKey["PluginState"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("torchcompile", "torch.compile checks (pytest-torchcompile)")
-    group.addoption(
-        "--compile-modes",
-        metavar="MODES",
-        help="comma-separated torch.compile modes to check every marked test under, "
-        "e.g. default,max-autotune (default: ini compile_modes, else 'default')",
-    )
-    group.addoption(
-        "--compile-backend",
-        metavar="NAME",
-        help="torch.compile backend (default: ini compile_backend, else 'inductor')",
-    )
-    group.addoption(
-        "--compile-examples",
-        type=int,
-        metavar="N",
-        help="Hypothesis examples per equivalence check; overrides the markers' "
-        "examples= (default 20)",
-    )
-    group.addoption(
-        "--compile-report",
-        metavar="PATH",
-        help="write a JSON report of every compile check and the environment",
-    )
-    group.addoption(
-        "--compile-baseline",
-        metavar="PATH",
-        help="compare with a saved --compile-report; regressions fail the session",
-    )
-    group.addoption(
-        "--compile-baseline-tolerance",
-        type=float,
-        default=DEFAULT_TOLERANCE,
-        metavar="FRACTION",
-        help=f"compile-time growth tolerated against the baseline (default {DEFAULT_TOLERANCE:g})",
-    )
-    group.addoption(
-        "--compile-cache-dir",
-        metavar="PATH",
-        help="inductor cache directory (default: under .pytest_cache, or "
-        "TORCHINDUCTOR_CACHE_DIR if set)",
-    )
-    group.addoption(
-        "--compile-explore",
-        action="store_true",
-        default=None,
-        help="draw fresh Hypothesis examples every run and replay saved failures (default: "
-        "the examples are derived from the test id and mode, the same every run, so "
-        "baselines compare like with like; ini compile_explore)",
-    )
-    group.addoption(
-        "--compile-threads",
-        type=int,
-        metavar="N",
-        help="torch threads for both sides while speed checks time them (the user's setting "
-        "is restored after); overrides the markers' threads= (ini compile_threads)",
-    )
-    group.addoption(
-        "--compile-diagnose",
-        choices=DIAGNOSE_LEVELS,
-        help="on a failed equivalence check, find where it goes wrong: 'auto' (default) "
-        "checks eager against itself, climbs the stage ladder (eager, aot_eager, "
-        "aot_eager_decomp_partition, the backend) and searches for the first diverging "
-        "submodule; 'deep' adds inductor's compiler bisector (tens of compiles: minutes); "
-        "'off' skips it (ini compile_diagnose; overrides the markers' diagnose=)",
-    )
-    group.addoption(
-        "--compile-diagnose-time",
-        type=float,
-        metavar="SECONDS",
-        help="time one failed check's diagnosis may take (default 120); what does not "
-        "finish is reported as not reached",
-    )
-    group.addoption(
-        "--compile-repro-dir",
-        metavar="PATH",
-        help="where failed checks write their repro folders (default: under .pytest_cache)",
-    )
-    group.addoption(
-        "--compile-cold",
-        action="store_true",
-        help="compile every check in a fresh, empty cache: honest cold compile times",
-    )
-    group.addoption(
-        "--compile-cache-artifacts",
-        metavar="PATH",
-        help="load torch's portable compile-cache artifacts from PATH at the start (if it "
-        "exists) and save this run's, merged with them, at the end: a fresh CI runner with "
-        "an empty cache starts warm (ini compile_cache_artifacts)",
-    )
-    group.addoption(
-        "--compile-devices",
-        metavar="auto|cuda:0,cuda:1",
-        help="with xdist (-n N), give each worker its own CUDA device; device='cuda' in a "
-        "marker means that worker's, and speed checks run when every worker owns one "
-        "(auto: every CUDA device here; -n auto then starts one worker per device; "
-        "ini compile_devices)",
-    )
-    parser.addini(
-        "compile_modes", "default torch.compile modes (comma-separated)", default=DEFAULT_MODE
-    )
-    parser.addini("compile_backend", "default torch.compile backend", default=DEFAULT_BACKEND)
-    parser.addini(
-        "compile_explore", "fresh Hypothesis examples every run (bool)", type="bool", default=False
-    )
-    parser.addini("compile_threads", "torch threads while timing speed checks", default="")
-    parser.addini("compile_cache_artifacts", "file of portable compile-cache artifacts", default="")
-    parser.addini("compile_devices", "CUDA devices for xdist workers: auto or a list", default="")
-    parser.addini(
-        "compile_diagnose", "diagnosis of failed checks: off, auto or deep", default="auto"
-    )
+    add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for doc in MARKER_DOCS.values():
         config.addinivalue_line("markers", doc)
-    modes_text = config.getoption("compile_modes") or config.getini("compile_modes")
-    backend = config.getoption("compile_backend") or config.getini("compile_backend")
-    examples = config.getoption("compile_examples")
-    explore = config.getoption("compile_explore")
-    if explore is None:
-        explore = config.getini("compile_explore")
-    threads = config.getoption("compile_threads")
     try:
-        if threads is None and str(config.getini("compile_threads")).strip():
-            threads = _int_ini("compile_threads", config.getini("compile_threads"))
-        if modes_text.strip() == DEFAULT_MODE and backend == DEFAULT_BACKEND:
-            modes: tuple[str, ...] = (DEFAULT_MODE,)  # nothing to validate: no torch yet
-            settings = CompileSettings()
-        else:
-            from .settings import check_backend, parse_modes
-
-            modes = parse_modes(modes_text)
-            settings = CompileSettings(backend=check_backend(backend))
-            for mode in modes:
-                settings.replace(mode=mode).validate_names()
-        if examples is not None:
-            settings = settings.replace(examples=examples)
-        settings = settings.replace(explore=bool(explore), threads=threads)
-        diagnose = config.getoption("compile_diagnose")
-        settings = settings.replace(diagnose=diagnose or config.getini("compile_diagnose"))
-        diagnose_time = config.getoption("compile_diagnose_time")
-        if diagnose_time is not None:
-            settings = settings.replace(diagnose_time=diagnose_time)
-    except SettingsError as error:
-        raise pytest.UsageError(str(error)) from None
-    cold_root = (
-        tempfile.mkdtemp(prefix="torchcompile-cold-") if config.getoption("compile_cold") else None
-    )
-    state = PluginState(modes, settings, examples, cold_root, threads)
-    state.diagnose_override = diagnose is not None
-    config.stash[STATE] = state
-    _set_cache_dir(config)
-    try:
+        state = read_state(config)
+        config.stash[STATE] = state
+        set_cache_dir(config)
         setup_run(config, state)  # this process's device, before anything touches CUDA
+        if hasattr(config, "workerinput"):
+            config.pluginmanager.register(Worker(config, state), "torchcompile-worker")
+        else:
+            state.baseline = read_baseline(config)
+            config.pluginmanager.register(Controller(config, state), "torchcompile-controller")
     except SettingsError as error:
         raise pytest.UsageError(str(error)) from None
-    if hasattr(config, "workerinput"):
-        config.pluginmanager.register(Worker(config, state), "torchcompile-worker")
-    else:
-        try:
-            state.baseline = _read_baseline(config)
-        except SettingsError as error:
-            raise pytest.UsageError(str(error)) from None
-        config.pluginmanager.register(Controller(config, state), "torchcompile-controller")
-
-
-def _read_baseline(config: pytest.Config) -> list[CheckRecord] | None:
-    """Read and validate the baseline before any test runs, so a bad path or file costs
-    seconds, not a whole suite."""
-    tolerance = config.getoption("compile_baseline_tolerance")
-    check_tolerance(tolerance, "--compile-baseline-tolerance")
-    path = config.getoption("compile_baseline")
-    return read_report(path) if path else None
-
-
-def _int_ini(name: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise SettingsError(f"ini {name} must be a whole number, got {text!r}") from None
-
-
-def _set_cache_dir(config: pytest.Config) -> None:
-    """Keep inductor's cache with pytest's, so a second run (and CI's cache) is warm."""
-    chosen = config.getoption("compile_cache_dir")
-    if chosen:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.abspath(chosen)
-    elif "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
-        cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
-        if cache is not None:
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache.mkdir("torchcompile-inductor"))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -241,7 +241,7 @@ class Controller:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        from .report import render_table
+        from .tables import render_table
 
         config, state, tr = self.config, self.state, terminalreporter
         if state.records:

@@ -195,7 +195,7 @@ class CompileSettings:
     explore: bool = False  # fresh Hypothesis examples each run (else derived from the test id)
     threads: int | None = None  # torch threads while timing (None: leave the user's setting)
     diagnose: str = "auto"  # on a failed check: "off", "auto" or "deep" (adds bisection)
-    diagnose_time: float = 120.0  # seconds the diagnosis of one failed check may take
+    diagnose_time: float | None = None  # seconds one diagnosis may take (None: 120, deep 600)
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -210,7 +210,7 @@ class CompileSettings:
                 "rtol=0 and atol=0 demand bit-identical floats, which compiled kernels do not "
                 "promise; give a positive atol or rtol"
             )
-        for name in ("examples", "max_time", "diagnose_time"):
+        for name in ("examples", "max_time"):
             if getattr(self, name) is None:
                 raise SettingsError(f"{name} needs a value; leave it out to take the default")
 

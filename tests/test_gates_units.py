@@ -7,8 +7,9 @@ import dataclasses
 from pytest_torchcompile.checker import health_failures
 from pytest_torchcompile.compiling import CompileStats, GraphBreak, Recompile
 from pytest_torchcompile.records import CheckRecord
-from pytest_torchcompile.report import compare_to_baseline, render_table
+from pytest_torchcompile.report import compare_to_baseline
 from pytest_torchcompile.settings import CompileSettings
+from pytest_torchcompile.tables import render_table
 
 STATS = CompileStats(
     graphs=2,
