@@ -257,12 +257,16 @@ class CompileChecker:
     ) -> Callable[[], Diagnosis]:
         """The diagnosis of a failed equivalence check, to run once its session is closed."""
         settings = check.settings
+        compile_seconds = check.session.stats().compile_seconds or 0.0
+        fallback_random = check.session.fallback_random
 
         def write() -> str | None:
             target = self.repro()
             if target is None:
                 return None
-            return write_repro(target, check.pristine, check.state, example, settings, comparison)
+            return write_repro(
+                target, check.pristine, check.state, example, settings, comparison, fallback_random
+            )
 
         def run() -> Diagnosis:
             return Diagnoser(
@@ -270,6 +274,9 @@ class CompileChecker:
                 check.state,
                 example,
                 settings,
+                comparison=comparison,
+                fallback_random=fallback_random,
+                compile_seconds=compile_seconds,
                 cache_dir=self.cache_dir(),
                 write_repro=write,
             ).run()

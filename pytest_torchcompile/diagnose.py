@@ -20,11 +20,12 @@ from typing import Any
 import torch
 
 from . import torch_compat as compat
+from .compare import Comparison
 from .compiling import CompileSession, compile_kwargs
 from .devices import seed_generators
 from .equivalence import EquivalenceCheck, ExampleMismatch, compare_runs
 from .errors import CompileCheckError, CompileFailedError, NotCompiledError
-from .findings import STAGES, Diagnosis, ModuleFinding, Rung, Verdict
+from .findings import EXCUSE_FACTOR, STAGES, Diagnosis, ModuleFinding, Rung, Verdict
 from .inputs import Example
 from .running import RNG_SEED, copy_to, observe_eager, restore, snapshot
 from .settings import DEFAULT_BACKEND, DEFAULT_MODE, CompileSettings
@@ -38,6 +39,19 @@ def diagnose_budget(settings: CompileSettings) -> float:
     if settings.diagnose_time is not None:
         return float(settings.diagnose_time)
     return DIAGNOSE_TIME.get(settings.diagnose, DIAGNOSE_TIME["auto"])
+
+
+def excused_by_eager(eager: Comparison, compiled: Comparison | None) -> bool | None:
+    """Whether eager's own run-to-run difference accounts for compiled's: within
+    ``EXCUSE_FACTOR`` of it on the leaves where compiled failed. None where there is no
+    comparison (a compile error is never noise)."""
+    if compiled is None:
+        return None
+    failing = {leaf.path: leaf.max_abs for leaf in compiled.failures}
+    if not failing:
+        return True
+    own = {leaf.path: leaf.max_abs for leaf in eager.leaves}
+    return all(diff <= EXCUSE_FACTOR * own.get(path, 0.0) for path, diff in failing.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,19 +77,30 @@ class Diagnoser:
         example: Example,
         settings: CompileSettings,
         *,
+        comparison: Comparison | None = None,
+        fallback_random: bool = True,
+        compile_seconds: float = 0.0,
         cache_dir: str | None = None,
         write_repro: Callable[[], str | None] = lambda: None,
     ) -> None:
+        """``comparison`` is the check's failing one (None for a compile error);
+        ``fallback_random`` and ``cache_dir`` as the check compiled; ``compile_seconds``
+        what one compile took it, so no compile starts that the budget cannot hold."""
         self.model = model
         self.state = state
         self.example = example
         self.settings = settings
+        self.comparison = comparison
+        self.fallback_random = fallback_random
+        self.compile_seconds = compile_seconds
         self.cache_dir = cache_dir
         self.write_repro = write_repro
         self.budget = diagnose_budget(settings)
         self.deadline = time.monotonic() + self.budget
         self._found: dict[str, Any] = {}
         self._notes: list[str] = []
+        self._partly: list[str] = []
+        self._random = False  # eager draws random numbers (decompositions draw others)
 
     def run(self) -> Diagnosis:
         start = time.monotonic()
@@ -100,12 +125,12 @@ class Diagnoser:
                 if step():  # the step found the answer: nothing after it applies
                     break
             except _OutOfTime:
-                not_reached.append(f"{name} (partly)")
+                self._partly.append(name)
             except Exception as error:  # a diagnosis must never replace the failure it explains
                 self._notes.append(f"{name}: could not run ({type(error).__name__}: {error})")
         return Diagnosis(
             level=self.settings.diagnose,
-            not_reached=tuple(not_reached),
+            not_reached=tuple(not_reached + [f"{name} (partly)" for name in self._partly]),
             notes=tuple(self._notes),
             seconds=time.monotonic() - start,
             budget=self.budget,
@@ -115,26 +140,39 @@ class Diagnoser:
     # -- the steps: each returns True when nothing after it applies -------------------------
 
     def _eager_twice(self) -> bool:
+        """Eager twice with the same seed (must agree), then with another (differs where
+        the model draws random numbers: a decomposition then draws others, rightly)."""
         settings, device = self.settings, self.settings.device
         model = copy_to(self.model, device)
         runs = []
-        for _ in range(2):
+        for seed in (RNG_SEED, RNG_SEED, RNG_SEED + 1):
             restore(model, self.state)
             runs.append(
-                observe_eager(model, model, self.example, grad=settings.grad, device=device)
+                observe_eager(
+                    model, model, self.example, grad=settings.grad, device=device, seed=seed
+                )
             )
         comparison = compare_runs(runs[0], runs[1], settings)
         self._found["eager_deterministic"] = comparison.passed
         if comparison.passed:
+            self._random = not compare_runs(runs[0], runs[2], settings).passed
             return False
         self._found["eager_difference"] = _first_failure(comparison.describe())
-        return True
+        beyond = excused_by_eager(comparison, self.comparison) is not True
+        self._found["compiled_beyond_eager"] = beyond
+        return not beyond
 
     def _ladder(self) -> bool:
         rungs = []
         for stage, settings in self._rungs():
             self._check_time()
             verdict = self._judge(self.model, self.state, self.example, settings)
+            if self._random and stage == "aot_eager_decomp_partition" and verdict.diverges:
+                verdict = Verdict(
+                    "not judged",
+                    "the model draws random numbers, which decompositions draw differently "
+                    "from eager (inductor is judged with eager's draws)",
+                )
             rungs.append(Rung(stage, verdict))
             self._found["ladder"] = tuple(rungs)
             if verdict.diverges:
@@ -178,10 +216,18 @@ class Diagnoser:
         own = ladder[-1].verdict if ladder else Verdict("differs")
         if ladder and not own.diverges:  # the failure did not reproduce whole: no search
             return False
+        settings = self.settings
         calls = _capture_calls(
-            copy_to(model, self.settings.device), self.state, self.example, self.settings.device
+            copy_to(model, settings.device),
+            self.state,
+            self.example,
+            settings.device,
+            settings.grad,
         )
-        self._found["module"] = self._localise("", model, own, calls)
+        found = self._localise("", model, own, calls)
+        self._found["module"] = found
+        if found.stopped:
+            self._partly.append("module search")
         return False
 
     def _bisect(self) -> bool:
@@ -206,12 +252,16 @@ class Diagnoser:
             )
             return False
 
-        def good() -> bool:
-            self._check_time()
+        def good() -> bool | None:
+            if not self._time_for_a_compile():
+                return None
             verdict = self._judge(self.model, self.state, self.example, self.settings)
             return not verdict.diverges
 
-        self._found["bisection"] = compat.run_bisector(bisector, good)
+        found = compat.run_bisector(bisector, good)
+        if found is None:
+            self._partly.append("bisection")
+        self._found["bisection"] = found
         return False
 
     # -- the module search ------------------------------------------------------------------
@@ -219,16 +269,19 @@ class Diagnoser:
     def _localise(
         self, path: str, module: torch.nn.Module, verdict: Verdict, calls: dict[str, _Call]
     ) -> ModuleFinding:
-        judged = 0
+        matched, unjudged = 0, []
         for child_path, child in _children(path, module, calls):
-            if time.monotonic() > self.deadline:
+            if not self._time_for_a_compile():
                 return ModuleFinding(path, type(module).__name__, verdict, stopped=True)
             call = calls[child_path]
             child_verdict = self._judge(child, call.state, call.example, self.settings)
             if child_verdict.diverges:
                 return self._localise(child_path, child, child_verdict, calls)
-            judged += child_verdict.outcome == "matches"
-        return ModuleFinding(path, type(module).__name__, verdict, children_match=judged > 0)
+            if child_verdict.outcome == "matches":
+                matched += 1
+            else:
+                unjudged.append(f"{child_path}: {child_verdict.outcome} ({child_verdict.detail})")
+        return ModuleFinding(path, type(module).__name__, verdict, matched, tuple(unjudged))
 
     # -- one judged compiled run -------------------------------------------------------------
 
@@ -252,7 +305,9 @@ class Diagnoser:
     ) -> Verdict:
         model = copy.deepcopy(model)
         restore(model, state)
-        session = CompileSession(settings, cache_dir=self.cache_dir)
+        session = CompileSession(
+            settings, fallback_random=self.fallback_random, cache_dir=self.cache_dir
+        )
         try:
             with session:
                 check = EquivalenceCheck(model, None, settings, session)
@@ -270,13 +325,20 @@ class Diagnoser:
         worst = comparison.worst
         return Verdict("matches", f"greatest difference {worst.max_abs:.3g}" if worst else "")
 
+    def _time_for_a_compile(self) -> bool:
+        return time.monotonic() + self.compile_seconds <= self.deadline
+
     def _check_time(self) -> None:
-        if time.monotonic() > self.deadline:
+        if not self._time_for_a_compile():
             raise _OutOfTime
 
 
 def _capture_calls(
-    model: torch.nn.Module, state: dict[str, torch.Tensor], example: Example, device: str
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    example: Example,
+    device: str,
+    grad: bool,
 ) -> dict[str, _Call]:
     """Run eager once with hooks that keep each submodule's first inputs and state."""
     restore(model, state)
@@ -296,7 +358,9 @@ def _capture_calls(
             handles.append(sub.register_forward_pre_hook(keep(path), with_kwargs=True))
     try:
         seed_generators(device, RNG_SEED)
-        with torch.no_grad():
+        # As the check ran: under no_grad some modules (eval-mode attention) take fused
+        # fast paths that never call their submodules.
+        with torch.set_grad_enabled(grad):
             model(*_copy_inputs(example.args), **_copy_inputs(example.kwargs))
     finally:
         for handle in handles:
@@ -322,6 +386,14 @@ def _children(
 
 
 def _copy_inputs(value: Any) -> Any:
+    """Inputs as they were at the call: tensors detached and cloned (an activation has a
+    graph that will not deep-copy), containers rebuilt, anything else deep-copied."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(_copy_inputs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _copy_inputs(v) for k, v in value.items()}
     try:
         return copy.deepcopy(value)
     except Exception:  # an input that will not copy (a handle, a generator): share it

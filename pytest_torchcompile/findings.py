@@ -5,7 +5,11 @@ diverging module, and how they read in a failure message and in a record. Plain 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from typing import Any
+
+# Eager's own run-to-run difference excuses compiled's only up to this factor.
+EXCUSE_FACTOR = 10.0
 
 # The ladder PyTorch's own triage climbs: each rung adds one layer of the stack.
 STAGES = {
@@ -40,28 +44,51 @@ class ModuleFinding:
     path: str  # "" for the whole model
     class_name: str
     verdict: Verdict
-    children_match: bool = False  # it has children, and each matched compiled alone
+    matched: int = 0  # children that matched compiled alone (each judged on its first call)
+    unjudged: tuple[str, ...] = ()  # children that could not be judged alone, and why
     stopped: bool = False  # the time budget ran out before its children were all judged
 
+    @property
+    def children_match(self) -> bool:
+        """Each child that ran was judged alone, and matched."""
+        return self.matched > 0 and not self.unjudged
+
     def describe(self) -> str:
-        if not self.path:
-            if not self.children_match:
-                return "first diverging module: not found (no submodule could be judged alone)"
-            return (
-                f"first diverging module: none alone; every submodule of the model "
-                f"({self.class_name}) matches compiled alone on the inputs it saw, so the "
+        name = self.path or "the model"
+        if self.stopped:
+            text = f"first diverging module: search stopped at {name} (time budget spent)"
+            if self.path:
+                text += f"; deepest diverging so far: {self.path} ({self.class_name})"
+            return text
+        if not self.path and not self.matched:
+            text = "first diverging module: not found (no submodule could be judged alone)"
+        elif not self.path:
+            text = (
+                f"first diverging module: none alone; {self._children_text('of the model')} "
+                f"({self.class_name}) {self._verb()} compiled alone on the inputs they saw, so the "
                 f"divergence lies between modules: in {self.class_name}.forward's own code "
                 "or in fusion across its children"
             )
-        text = f"first diverging module: {self.path} ({self.class_name}): {self.verdict.detail}"
-        if self.children_match:
-            text += (
-                f"\n    each child of {self.path} matches compiled alone: the divergence is in "
-                f"{self.class_name}.forward's own code or in fusion across its children"
-            )
-        if self.stopped:
-            text += "\n    (search stopped here: time budget spent)"
+        else:
+            text = f"first diverging module: {self.path} ({self.class_name}): {self.verdict.detail}"
+            if self.matched:
+                text += (
+                    f"\n    {self._children_text(f'of {self.path}')} {self._verb()} compiled "
+                    "alone: the "
+                    f"divergence is in {self.class_name}.forward's own code or in fusion "
+                    "across its children"
+                )
+        if self.unjudged:
+            text += "\n    not judged alone: " + "; ".join(self.unjudged[:3])
         return text
+
+    def _children_text(self, of: str) -> str:
+        if self.unjudged:
+            return f"{self.matched} of {self.matched + len(self.unjudged)} submodules {of}"
+        return f"every submodule {of}" if not self.path else f"each child {of}"
+
+    def _verb(self) -> str:
+        return "match" if self.unjudged else "matches"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +96,7 @@ class Diagnosis:
     level: str
     eager_deterministic: bool | None = None
     eager_difference: str | None = None
+    compiled_beyond_eager: bool = False  # eager varies, but compiled differs far more
     ladder: tuple[Rung, ...] = ()
     module: ModuleFinding | None = None
     bisection: str | None = None
@@ -96,7 +124,14 @@ class Diagnosis:
 
     def describe(self) -> str:
         lines = [f"diagnosis ({self.seconds:.0f} s):"]
-        if self.eager_deterministic is False:
+        if self.eager_deterministic is False and self.compiled_beyond_eager:
+            lines.append(
+                f"  eager differs from itself on this example: {self.eager_difference}\n"
+                "  the check's failure goes beyond that (compiled raised, or differs over "
+                f"{EXCUSE_FACTOR:g}x eager's own difference): the diagnosis goes on, but "
+                "the model is nondeterministic, so read what follows with care"
+            )
+        elif self.eager_deterministic is False:
             lines.append(
                 f"  eager differs from itself on this example: {self.eager_difference}\n"
                 "  compile is not to blame for this difference: the model is nondeterministic "
@@ -120,17 +155,19 @@ class Diagnosis:
                 + ", ".join(self.not_reached)
             )
         if self.graph_repro:
-            lines.append(
-                f"  the one FX graph, standalone (PyTorch's minifier): python {self.graph_repro}"
-            )
+            script = shlex.quote(self.graph_repro)
+            lines.append(f"  the one FX graph, standalone (PyTorch's minifier): python {script}")
         if self.repro_dir:
-            lines.append(f"  repro (torch only, no pytest): python {self.repro_dir}/repro.py")
+            script = shlex.quote(f"{self.repro_dir}/repro.py")
+            lines.append(f"  repro (no pytest run): python {script}")
         return "\n".join(lines)
 
     def _stage_line(self) -> str:
         diverging = next((r for r in self.ladder if r.verdict.diverges), None)
         if diverging is None:
             last = self.ladder[-1]
+            if last.verdict.outcome != "matches":
+                return f"{last.stage} could not be judged alone: {last.verdict.detail}"
             return (
                 f"did not reproduce: {last.stage} {last.verdict.outcome} on a fresh compile of "
                 "this example (the failure may depend on state left by earlier examples, "
@@ -163,10 +200,12 @@ class Diagnosis:
                 "class": self.module.class_name,
                 "detail": self.module.verdict.detail,
                 "children_match": self.module.children_match,
+                "stopped": self.module.stopped,
             },
             "bisection": self.bisection,
             "repro_dir": self.repro_dir,
             "graph_repro": self.graph_repro,
             "not_reached": list(self.not_reached),
+            "notes": list(self.notes),
             "seconds": round(self.seconds, 2),
         }

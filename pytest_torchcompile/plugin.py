@@ -273,7 +273,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             overrides.pop("threads", None)
         if state.diagnose_override:
             overrides.pop("diagnose", None)
-        elif "diagnose" not in overrides and pyfuncitem.get_closest_marker("xfail"):
+        elif (
+            marker.marker == "compile_equivalent"
+            and "diagnose" not in overrides
+            and pyfuncitem.get_closest_marker("xfail")
+            and not pyfuncitem.config.getoption("runxfail", False)
+        ):
             overrides["diagnose"] = "off"  # an expected failure needs no diagnosis each run
         inputs = returned_inputs if returned_inputs is not None else marker.inputs
         check = (

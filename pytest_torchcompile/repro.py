@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
+import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +39,16 @@ class ReproTarget:
 
 
 def folder_name(test_id: str, mode: str) -> str:
-    """``tests/test_x.py::test_mlp[default]`` -> ``test_x.py-test_mlp-default``."""
-    name = test_id.rsplit("/", 1)[-1].split("[", 1)[0]
-    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{name}-{mode}").strip("-")
-    return text[-120:] or "check"
+    """``tests/test_x.py::test_mlp[8-default]`` -> ``test_x.py-test_mlp-8-default-1a2b3c4d``:
+    readable, and unique per test id and mode (a hash of both), so parametrized tests and
+    same-named files in other folders never share a folder."""
+    name = test_id.split("::", 1)[-1] if "::" in test_id else test_id
+    stem = test_id.split("::", 1)[0].rsplit("/", 1)[-1] if "::" in test_id else ""
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{stem}-{name}").strip("-")
+    if not text.endswith(mode):
+        text = f"{text}-{mode}"
+    digest = f"{zlib.crc32(f'{test_id}::{mode}'.encode()):08x}"
+    return f"{text[-100:] or 'check'}-{digest}"
 
 
 def write_repro(
@@ -49,30 +58,48 @@ def write_repro(
     example: Example,
     settings: CompileSettings,
     comparison: Comparison | None,
+    fallback_random: bool = True,
 ) -> str:
-    """Write the folder (replacing an older one of the same check); return its path."""
-    folder = Path(target.root) / folder_name(target.name, settings.mode)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    """Write the folder (replacing an older one of the same check) whole, or not at all;
+    return its path."""
+    final = Path(target.root) / folder_name(target.name, settings.mode)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=".writing-", dir=final.parent))
+    try:
+        _write(folder, target, model, state, example, settings, comparison, fallback_random)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(folder, final)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return str(final)
+
+
+def _write(
+    folder: Path,
+    target: ReproTarget,
+    model: Any,
+    state: dict[str, torch.Tensor],
+    example: Example,
+    settings: CompileSettings,
+    comparison: Comparison | None,
+    fallback_random: bool,
+) -> None:
+    if target.factory is None:  # the test takes fixtures: only a pickle can rebuild it
+        try:
+            torch.save(model, folder / "model.pt")
+        except Exception as error:
+            raise ValueError(
+                "the model does not pickle and comes from a test that takes arguments, so "
+                f"no script can rebuild it ({type(error).__name__}: {error})"
+            ) from None
     torch.save({"args": example.args, "kwargs": example.kwargs}, folder / "inputs.pt")
     torch.save(state, folder / "state.pt")
-    pickled = False
-    try:
-        torch.save(model, folder / "model.pt")
-        pickled = True
-    except Exception:  # a local class or a lambda: only the factory can rebuild it
-        (folder / "model.pt").unlink(missing_ok=True)
-    if target.factory is None and not pickled:
-        raise ValueError(
-            "the model neither pickles nor comes from a test without arguments, so no "
-            "script can rebuild it"
-        )
     rtol, atol = _tolerances(settings, comparison)
     meta = {
         "test": f"{target.name} [{settings.mode}]",
         "compile": compile_kwargs(settings),
-        "fallback_random": settings.backend == DEFAULT_BACKEND,
+        "fallback_random": fallback_random and settings.backend == DEFAULT_BACKEND,
         "grad": settings.grad,
         "device": settings.device,
         "rtol": rtol,
@@ -84,7 +111,6 @@ def write_repro(
     }
     (folder / "settings.json").write_text(json.dumps(meta, indent=2, default=repr) + "\n")
     (folder / "repro.py").write_text(SCRIPT)
-    return str(folder)
 
 
 def _tolerances(
@@ -188,12 +214,18 @@ def run(fn, model, inputs, dtype=None):
     with torch.set_grad_enabled(grad):
         out = fn(*args, **kwargs)
     found = dict(leaves(out, "out"))
+    named = dict(leaves(list(args), "inputs")) | dict(leaves(kwargs, "inputs"))
     if grad:
         losses = [t.real.sum().double() for t in found.values() if t.requires_grad]
         sum(losses[1:], losses[0]).backward()
-        for name, p in model.named_parameters():
+        params = model.named_parameters() if isinstance(model, torch.nn.Module) else ()
+        for name, p in params:
             if p.grad is not None:
                 found[f"grad[{name}]"] = p.grad
+        for name, t in named.items():
+            if t.grad is not None:
+                found[f"input_grad{name[6:]}"] = t.grad
+    found.update(named)  # inputs as the call left them: a dropped in-place update shows
     if isinstance(model, torch.nn.Module):
         for name, b in model.named_buffers():
             found[f"buffers[{name}]"] = b

@@ -50,12 +50,18 @@ def restore(module: Any, state: dict[str, torch.Tensor]) -> None:
 
 
 def observe(
-    fn: Callable[..., Any], module: Any, example: Example, *, grad: bool, device: str = "cpu"
+    fn: Callable[..., Any],
+    module: Any,
+    example: Example,
+    *,
+    grad: bool,
+    device: str = "cpu",
+    seed: int = RNG_SEED,
 ) -> dict:
     """Everything a run produces that must match: output, gradients, buffers."""
     args = tuple(_fresh(v, grad) for v in example.args)
     kwargs = {k: _fresh(v, grad) for k, v in example.kwargs.items()}
-    seed_generators(device, RNG_SEED)
+    seed_generators(device, seed)
     with torch.set_grad_enabled(grad):
         out = fn(*args, **kwargs)
     observed: dict[str, Any] = {"out": out}  # compare() detaches what it reads
@@ -79,12 +85,18 @@ def observe(
 
 
 def observe_eager(
-    fn: Callable[..., Any], module: Any, example: Example, *, grad: bool, device: str = "cpu"
+    fn: Callable[..., Any],
+    module: Any,
+    example: Example,
+    *,
+    grad: bool,
+    device: str = "cpu",
+    seed: int = RNG_SEED,
 ) -> dict:
     """``observe`` for the uncompiled model: its exceptions are the user's input mistakes,
     reported short as ``ModelError`` rather than as a compiler failure."""
     try:
-        return observe(fn, module, example, grad=grad, device=device)
+        return observe(fn, module, example, grad=grad, device=device, seed=seed)
     except CompileCheckError:
         raise
     except Exception as error:

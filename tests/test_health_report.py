@@ -78,7 +78,10 @@ def test_report_baseline_round_trip_and_junit(suite, tmp_path):
     assert records["test_mlp[default]"]["compile_seconds"] > 0
     assert 'name="torchcompile"' in (tmp_path / "j.xml").read_text()
 
-    same = run(suite, f"--compile-baseline={base}")
+    # Compile time is not what this test is about: on a loaded machine a warm compile can
+    # take 30% longer run to run (the tolerance rule has its own tests with planted times).
+    loose = "--compile-baseline-tolerance=10"
+    same = run(suite, f"--compile-baseline={base}", loose)
     same.assert_outcomes(passed=3)
     same.stdout.fnmatch_lines(["no regressions against the baseline"])
     assert same.ret == 0
@@ -94,7 +97,7 @@ def test_report_baseline_round_trip_and_junit(suite, tmp_path):
             "        return h",
         )
     )
-    worse = run(suite, f"--compile-baseline={base}")
+    worse = run(suite, f"--compile-baseline={base}", loose)
     worse.assert_outcomes(passed=3)
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     worse.stdout.fnmatch_lines(
@@ -189,7 +192,12 @@ def test_unchanged_code_gives_the_same_counts_run_to_run(suite, tmp_path):
     first, second = tmp_path / "first.json", tmp_path / "second.json"
     run(suite, "-k", "shape_branch", f"--compile-report={first}").assert_outcomes(passed=1)
     again = run(
-        suite, "-k", "shape_branch", f"--compile-report={second}", f"--compile-baseline={first}"
+        suite,
+        "-k",
+        "shape_branch",
+        f"--compile-report={second}",
+        f"--compile-baseline={first}",
+        "--compile-baseline-tolerance=10",  # counts, not compile times, are at stake here
     )
     again.assert_outcomes(passed=1)
     again.stdout.fnmatch_lines(["no regressions against the baseline"])

@@ -26,24 +26,37 @@ def compiler_bisector() -> Any:
     return CompilerBisector if hasattr(CompilerBisector, "do_bisect") else None
 
 
-def run_bisector(bisector: Any, good: Callable[[], bool]) -> str:
-    """Bisect inductor with ``good`` (True while the result is right); the culprit in a
-    line: ``lowerings #2: relu``. The rungs below inductor are taken as good (the stage
-    ladder has judged them). The bisector's process-wide state is always put back: left
-    on, it would swap the backend of every later ``torch.compile``."""
+def run_bisector(bisector: Any, good: Callable[[], bool | None]) -> str | None:
+    """Bisect inductor with ``good`` (True while the result is right, None once out of
+    time); the culprit in a line, ``lowerings #2: relu``, or None if time ran out. The
+    rungs below inductor are taken as good (the stage ladder has judged them).
+
+    ``good`` never raises through ``do_bisect``: torch's own cleanup of the bisector's
+    process-wide state (left on, it would swap the backend of every later
+    ``torch.compile``) runs as ``do_bisect`` returns, and a second cleanup would delete
+    the bisect folder of the user's inductor cache."""
+    out_of_time = False
 
     def inductor_good() -> bool:
-        return bisector.get_backend() != "inductor" or good()
+        nonlocal out_of_time
+        if out_of_time or bisector.get_backend() != "inductor":
+            return True  # once out of time: finish at once, the result discarded
+        verdict = good()
+        out_of_time = verdict is None
+        return verdict is not False
 
     enabled = bisector.bisection_enabled
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             result = bisector.do_bisect(inductor_good)
     finally:
-        with contextlib.redirect_stdout(io.StringIO()):
-            bisector.delete_bisect_status()
+        if bisector.in_process_cache:  # torch's cleanup did not run: do it
+            with contextlib.redirect_stdout(io.StringIO()):
+                bisector.delete_bisect_status()
+            bisector.in_process_cache = None
         bisector.bisection_enabled = enabled
-        bisector.in_process_cache = None
+    if out_of_time:
+        return None
     if result is None:
         return "no stage fails under the bisector (the failure did not reproduce)"
     if not result.subsystem:
