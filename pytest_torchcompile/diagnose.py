@@ -27,7 +27,7 @@ from .equivalence import EquivalenceCheck, ExampleMismatch, compare_runs
 from .errors import CompileCheckError, CompileFailedError, NotCompiledError
 from .findings import EXCUSE_FACTOR, STAGES, Diagnosis, ModuleFinding, Rung, Verdict
 from .inputs import Example
-from .running import RNG_SEED, copy_to, observe_eager, restore, snapshot
+from .running import RNG_SEED, copy_to, first_line, observe_eager, restore, snapshot
 from .settings import DEFAULT_BACKEND, DEFAULT_MODE, CompileSettings
 
 DIAGNOSE_TIME = {"auto": 120.0, "deep": 600.0}  # default budgets, seconds
@@ -184,11 +184,8 @@ class Diagnoser:
         graph: the standalone graph script of PyTorch's minifier, the file its bug reports
         ask for."""
         folder = self._found.get("repro_dir")
-        ladder: tuple[Rung, ...] = self._found.get("ladder", ())
         settings = self.settings
-        if not folder or settings.backend != DEFAULT_BACKEND or len(ladder) != len(STAGES) + 1:
-            return False
-        if not ladder[-1].verdict.diverges:
+        if not folder or not self._inductor_alone_diverges():
             return False
         model = copy_to(self.model, settings.device)
         restore(model, self.state)
@@ -237,8 +234,7 @@ class Diagnoser:
                 f"is {self.settings.backend!r})"
             )
             return False
-        ladder: tuple[Rung, ...] = self._found.get("ladder", ())
-        if not ladder or not ladder[-1].verdict.diverges or len(ladder) < len(STAGES) + 1:
+        if not self._inductor_alone_diverges():
             self._notes.append(
                 "bisection: not run (it bisects inductor, and the stage ladder did not show "
                 "inductor alone diverging)"
@@ -315,15 +311,25 @@ class Diagnoser:
         except ExampleMismatch as mismatch:
             return Verdict("differs", _first_failure(mismatch.comparison.describe()))
         except NotCompiledError as error:
-            return Verdict("not compiled", _first_line(str(error)))
+            return Verdict("not compiled", first_line(str(error)))
         except CompileFailedError as error:
             return Verdict("raises", _error_line(str(error)))
         except CompileCheckError as error:
-            return Verdict("not judged", _first_line(str(error)))
+            return Verdict("not judged", first_line(str(error)))
         except Exception as error:  # a diagnosis reports what it could not do, never raises
-            return Verdict("not judged", f"{type(error).__name__}: {_first_line(str(error))}")
+            return Verdict("not judged", f"{type(error).__name__}: {first_line(str(error))}")
         worst = comparison.worst
         return Verdict("matches", f"greatest difference {worst.max_abs:.3g}" if worst else "")
+
+    def _inductor_alone_diverges(self) -> bool:
+        """The ladder climbed every rung and only inductor, the last, diverged: what the
+        bisector and the minifier's graph repro are for."""
+        ladder: tuple[Rung, ...] = self._found.get("ladder", ())
+        return (
+            self.settings.backend == DEFAULT_BACKEND
+            and len(ladder) == len(STAGES) + 1
+            and ladder[-1].verdict.diverges
+        )
 
     def _time_for_a_compile(self) -> bool:
         return time.monotonic() + self.compile_seconds <= self.deadline
@@ -400,17 +406,13 @@ def _copy_inputs(value: Any) -> Any:
         return value
 
 
-def _first_line(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-
-
 def _error_line(text: str) -> str:
     """The error itself (``RuntimeError: ...``) from a described compile error, whose
     first line only says which compile raised."""
     for line in text.splitlines()[1:]:
         if re.match(r"\s*[\w.]+(Error|Exception|Failed|Unsupported)\b.*?: ", line):
             return line.strip()
-    return _first_line(text)
+    return first_line(text)
 
 
 def _first_failure(described: str) -> str:

@@ -170,9 +170,14 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
 # -- the user's own errors -------------------------------------------------------------------
 
 
+def first_line(text: str) -> str:
+    """The first non-blank line of an error's text, stripped."""
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
 def describe_model_error(error: BaseException, example: Example) -> str:
     """``eager raised T: first line``, the example, the user frame and what to check."""
-    first = next((ln.strip() for ln in str(error).splitlines() if ln.strip()), "")
+    first = first_line(str(error))
     lines = [
         f"eager raised {type(error).__name__}: {first}".rstrip(": "),
         f"example: {example.describe()}",
