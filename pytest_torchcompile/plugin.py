@@ -24,7 +24,7 @@ from .errors import (
 from .options import add_options, read_baseline, read_state, set_cache_dir
 from .records import PROPERTY_NAME, CheckRecord
 from .session import Controller, PluginState, Worker, setup_run, xdist_timing_skip
-from .settings import DEFAULT_BACKEND, DEFAULT_MODE, check_options, parse_marker
+from .settings import DEFAULT_BACKEND, DEFAULT_MODE, check_options, is_target, parse_marker
 
 MARKERS = ("compile_equivalent", "compile_faster")
 MARKER_DOCS = {
@@ -120,7 +120,7 @@ def _mode_param(mode: str, markers: list, default_backend: str) -> Any:
     """A mode, or a skipped item where a marker's backend cannot take this inductor mode."""
     for args in markers:
         backend = args.overrides.get("backend", default_backend)
-        if mode != DEFAULT_MODE and backend != DEFAULT_BACKEND:
+        if mode != DEFAULT_MODE and not is_target(mode) and backend != DEFAULT_BACKEND:
             reason = (
                 f"mode {mode!r} configures inductor and cannot apply to backend {backend!r}; "
                 f'add modes=("{DEFAULT_MODE}",) to the marker to run it once'

@@ -17,6 +17,13 @@ from .errors import SettingsError
 
 DEFAULT_MODE = "default"
 DEFAULT_BACKEND = "inductor"
+# Deployment targets, accepted beside inductor's modes: ``export`` checks the module of
+# ``torch.export.export``, ``aoti`` the AOTInductor package compiled from it (deploying.py).
+TARGETS = ("export", "aoti")
+
+
+def is_target(mode: str) -> bool:
+    return mode in TARGETS
 
 
 @functools.cache
@@ -36,9 +43,14 @@ def available_backends() -> tuple[str, ...]:
 
 
 def check_mode(mode: str) -> str:
+    if is_target(mode):
+        return mode
     valid = available_modes()
     if mode not in valid:
-        raise SettingsError(f"unknown compile mode {mode!r}; valid modes: {', '.join(valid)}")
+        raise SettingsError(
+            f"unknown compile mode {mode!r}; valid modes: {', '.join(valid)}; "
+            f"deployment targets: {', '.join(TARGETS)}"
+        )
     return mode
 
 
@@ -158,6 +170,7 @@ _VALIDATORS = {
     "max_recompiles": _optional(int, minimum=0),
     "max_compile_time": _optional(_NUMBER, minimum=0, strict=True),
     "max_cudagraph_skips": _optional(int, minimum=0),
+    "strict": _flag,
     "explore": _flag,
     "threads": _optional(int, minimum=1),
     "diagnose": _diagnose,
@@ -192,6 +205,7 @@ class CompileSettings:
     max_recompiles: int | None = None
     max_compile_time: float | None = None
     max_cudagraph_skips: int | None = None  # CUDA graphs torch skipped (CUDA, cudagraph modes)
+    strict: bool = False  # export/aoti targets: torch.export's strict (Dynamo) tracing
     explore: bool = False  # fresh Hypothesis examples each run (else derived from the test id)
     threads: int | None = None  # torch threads while timing (None: leave the user's setting)
     diagnose: str = "auto"  # on a failed check: "off", "auto" or "deep" (adds bisection)
@@ -219,7 +233,7 @@ class CompileSettings:
         check_backend(self.backend)
         check_mode(self.mode)
         check_options(self.backend, self.options)
-        if self.backend != "inductor" and self.mode != DEFAULT_MODE:
+        if self.backend != "inductor" and self.mode != DEFAULT_MODE and not is_target(self.mode):
             raise SettingsError(
                 f"mode {self.mode!r} configures inductor and cannot apply to backend "
                 f"{self.backend!r}; use --compile-modes=default or backend='inductor'"
@@ -270,6 +284,7 @@ _COMMON = (
     "max_recompiles",
     "max_compile_time",
     "max_cudagraph_skips",
+    "strict",
 )
 MARKER_ARGS: dict[str, tuple[str, ...]] = {
     "compile_equivalent": _CHECK_ARGS + _COMMON + ("rtol", "atol", "examples", "diagnose"),
