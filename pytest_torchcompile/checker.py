@@ -16,16 +16,18 @@ from typing import Any
 import torch
 
 from .compare import Comparison, LeafResult
-from .compiling import CompileSession, CompileStats, compile_kwargs, cudagraphs_unused
+from .compiling import CheckSession, CompileSession, CompileStats, compile_kwargs, cudagraphs_unused
+from .deploying import BACKENDS, DeploymentSession
 from .devices import device_available
 from .diagnose import Diagnoser, Diagnosis
 from .equivalence import EquivalenceCheck, ExampleMismatch, Mismatch, cannot_fail
 from .errors import CheckSkipped, CompileCheckError, CompileFailedError, SettingsError
 from .inputs import Example, InputPlan
+from .markers import parse_marker
 from .records import CheckRecord
 from .repro import ReproTarget, write_repro
 from .running import runner
-from .settings import CompileSettings, parse_marker
+from .settings import CompileSettings, is_target
 from .timing import Timing, measure, torch_threads
 
 
@@ -38,7 +40,7 @@ class VacuousCheckWarning(UserWarning):
 def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]:
     """Graph-break, recompile and compile-time gates; each failure lists the evidence."""
     failures = []
-    if (
+    if stats.target is None and (
         settings.max_graph_breaks is not None
         and len(stats.graph_breaks) > settings.max_graph_breaks
     ):
@@ -47,7 +49,8 @@ def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]
             f"{settings.max_graph_breaks}:"
             + "".join(f"\n  {b.describe()}" for b in stats.graph_breaks)
         )
-    if settings.max_recompiles is not None and len(stats.recompiles) > settings.max_recompiles:
+    recompiles = settings.max_recompiles
+    if stats.target is None and recompiles is not None and len(stats.recompiles) > recompiles:
         failures.append(
             f"{len(stats.recompiles)} recompile(s), max_recompiles={settings.max_recompiles}:"
             + "".join(f"\n  {r.describe()}" for r in stats.recompiles)
@@ -70,11 +73,19 @@ def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]
 def health_notes(stats: CompileStats, settings: CompileSettings) -> list[str]:
     """Gates that could not apply to this check: said in the record and warned, never
     passed in silence (a skip would hide the check's own verdict)."""
+    notes = list(stats.notes)
+    if stats.target is not None:
+        for name in ("max_graph_breaks", "max_recompiles"):
+            if getattr(settings, name) is not None:
+                notes.append(
+                    f"{name}={getattr(settings, name)} does not apply to the {stats.target} "
+                    "target: export traces one whole graph, or fails"
+                )
     skips = settings.max_cudagraph_skips
     if skips is None or stats.cudagraphs:
-        return []
+        return notes
     why = cudagraphs_unused(settings) or "CUDA graphs were not in play"
-    return [f"max_cudagraph_skips={skips} was not checked: {why}"]
+    return [*notes, f"max_cudagraph_skips={skips} was not checked: {why}"]
 
 
 @dataclasses.dataclass
@@ -132,7 +143,13 @@ class CompileChecker:
 
     def compile(self, model: Callable[..., Any], **overrides: Any) -> Callable[..., Any]:
         """``torch.compile`` under this checker's mode and settings."""
-        return torch.compile(model, **compile_kwargs(self.settings.replace(**overrides)))
+        settings = self.settings.replace(**overrides)
+        if is_target(settings.mode):
+            raise SettingsError(
+                f"compile() is torch.compile, and this test runs under the {settings.mode} "
+                "target, which needs example inputs: use assert_equivalent(model, inputs)"
+            )
+        return torch.compile(model, **compile_kwargs(settings))
 
     def assert_equivalent(
         self, model: Any, inputs: Any = None, *, dims: Any = None, **overrides: Any
@@ -156,21 +173,30 @@ class CompileChecker:
         in_place: bool = False,
         **overrides: Any,
     ) -> Checked:
-        def body(settings: CompileSettings, plan: InputPlan, session: CompileSession) -> _Outcome:
+        def body(settings: CompileSettings, plan: InputPlan, session: CheckSession) -> _Outcome:
             key = f"{self.test_id}::{settings.mode}" if self.database else None
+            deploying = isinstance(session, DeploymentSession)
             check = EquivalenceCheck(
-                model, plan, settings, session, database_key=key, in_place=in_place
+                model,
+                plan,
+                settings,
+                session,
+                database_key=key,
+                in_place=in_place,
+                ends=deploying,  # a deployed program serves its whole range: check both ends
             )
             try:
                 result = check.search()
             except CompileFailedError as error:  # the compiler raised on one example
-                if error.example is None:
+                if error.example is None or deploying:
                     raise
                 return _Outcome(error=error, diagnose=self._diagnoser(check, error.example))
             fields = {"examples": result.examples, **_error_fields(result.worst, settings)}
             failures = [] if result.passed else [str(result.message)]
+            if isinstance(session, DeploymentSession) and result.passed:
+                failures += session.out_of_range(check.compiled)
             outcome = _Outcome(failures, fields, result.warnings(), check.compiled)
-            if result.mismatch is not None:
+            if result.mismatch is not None and not deploying:
                 fields["example"] = result.mismatch.example.provenance()
                 outcome.diagnose = self._diagnoser(
                     check, result.mismatch.example, result.mismatch.comparison
@@ -188,14 +214,14 @@ class CompileChecker:
         in_place: bool = False,
         **overrides: Any,
     ) -> Checked:
-        def body(settings: CompileSettings, plan: InputPlan, session: CompileSession) -> _Outcome:
+        def body(settings: CompileSettings, plan: InputPlan, session: CheckSession) -> _Outcome:
             # The thread count is part of Dynamo's guards: compile under it, or timing
             # would recompile.
             with torch_threads(settings.threads):
                 return timed_body(settings, plan, session)
 
         def timed_body(
-            settings: CompileSettings, plan: InputPlan, session: CompileSession
+            settings: CompileSettings, plan: InputPlan, session: CheckSession
         ) -> _Outcome:
             example = plan.largest(settings.seed or 0)
             check = EquivalenceCheck(model, plan, settings, session, in_place=in_place)
@@ -292,7 +318,7 @@ class CompileChecker:
         inputs: Any,
         dims: Any,
         overrides: dict[str, Any],
-        body: Callable[[CompileSettings, InputPlan, CompileSession], _Outcome],
+        body: Callable[[CompileSettings, InputPlan, CheckSession], _Outcome],
     ) -> Checked:
         try:
             settings, plan = self._prepare(marker, inputs, dims, overrides)
@@ -303,12 +329,14 @@ class CompileChecker:
             self.skip(str(skipped))
             raise
         check = marker.removeprefix("compile_")
-        header = (
-            f"{marker} failed [mode={settings.mode}, backend={settings.backend}, "
-            f"device={settings.device}]\n"
+        compiler = (
+            f"target={settings.mode}"
+            if is_target(settings.mode)
+            else f"mode={settings.mode}, backend={settings.backend}"
         )
+        header = f"{marker} failed [{compiler}, device={settings.device}]\n"
         timed = marker == "compile_faster"
-        with self._session(settings, timed=timed) as session:
+        with self._session(settings, plan, timed=timed) as session:
             try:
                 outcome = body(settings, plan, session)
             except CompileCheckError as error:
@@ -364,11 +392,24 @@ class CompileChecker:
         settings = self.settings.replace(**args.overrides).validate_names()
         if not device_available(settings.device):
             raise CheckSkipped(f"device {settings.device!r} is not available on this machine")
-        return settings, InputPlan(inputs, args.dims, settings.device)
+        plan = InputPlan(inputs, args.dims, settings.device)
+        if is_target(settings.mode):
+            _check_target(settings, plan)
+        return settings, plan
 
-    def _session(self, settings: CompileSettings, *, timed: bool = False) -> CompileSession:
+    def _session(
+        self, settings: CompileSettings, plan: InputPlan, *, timed: bool = False
+    ) -> CompileSession | DeploymentSession:
         # Timing must measure the code users ship: inductor's own RNG, not eager's.
         fallback_random = self.fallback_random and not timed
+        if is_target(settings.mode):
+            return DeploymentSession(
+                settings,
+                plan,
+                fallback_random=fallback_random,
+                cache_dir=self.cache_dir(),
+                test_id=self.test_id,
+            )
         return CompileSession(settings, fallback_random=fallback_random, cache_dir=self.cache_dir())
 
     def _record(
@@ -387,7 +428,7 @@ class CompileChecker:
             test_id=self.test_id,
             check=check,
             mode=settings.mode,
-            backend=settings.backend,
+            backend=BACKENDS.get(settings.mode, settings.backend),
             device=settings.device,
             outcome=outcome or ("failed" if failures else "passed"),
             compile_seconds=stats.compile_seconds,
@@ -401,10 +442,32 @@ class CompileChecker:
                 tuple(s.describe() for s in stats.cudagraph_skips) if stats.cudagraphs else None
             ),
             warnings=tuple(notes),
+            package_bytes=stats.package_bytes,
+            package_cached=stats.package_cached,
             **fields,
         )
         self.on_record(record)
         return record
+
+
+def _check_target(settings: CompileSettings, plan: InputPlan) -> None:
+    """What a deployment target cannot check here: a visible skip, never a pass."""
+    if plan.strategy_inputs is not None:
+        raise CheckSkipped(
+            f"the {settings.mode} target exports for the dims TensorSpecs declare; a Hypothesis "
+            "strategy declares none: give TensorSpecs with dims= to check it"
+        )
+    if settings.mode == "aoti":
+        from . import torch_compat as compat
+
+        reason = compat.aoti_unavailable()
+        if reason:
+            raise CheckSkipped(f"aoti cannot run here: {reason}")
+        if settings.grad:
+            raise CheckSkipped(
+                "AOTInductor packages run inference only (no autograd): grad=True is "
+                "checked under the export target"
+            )
 
 
 def _raise_skipped(reason: str) -> None:

@@ -19,7 +19,7 @@ import os
 import re
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -27,7 +27,7 @@ from . import torch_compat as compat
 from .cudagraph_skips import CudagraphSkip, CudagraphSkips
 from .errors import CompileFailedError, NotCompiledError
 from .listening import listening
-from .settings import DEFAULT_MODE, CompileSettings
+from .settings import DEFAULT_MODE, CompileSettings, is_target
 from .torch_compat import FrameMetrics
 
 
@@ -76,11 +76,17 @@ class CompileStats:
     cache: dict[str, int] = dataclasses.field(default_factory=dict)  # cache hits and misses
     cudagraphs: bool = False  # CUDA graphs were in play, so skips were counted
     cudagraph_skips: tuple[CudagraphSkip, ...] = ()  # one per graph skipped, as torch counts
+    target: str | None = None  # a deployment target ("export", "aoti"), not torch.compile
+    package_bytes: int | None = None  # the AOTInductor package's size
+    package_cached: bool | None = None  # the package came from the cache (not rebuilt)
+    notes: tuple[str, ...] = ()  # what the target could not check, and why
 
     @property
     def cache_state(self) -> str | None:
         """ "warm" (every compile-cache lookup hit), "cold" (every one missed), "mixed", or
         None where nothing was looked up (a backend without inductor's caches)."""
+        if self.package_cached is not None:
+            return "warm" if self.package_cached else "cold"
         hits = self.cache.get("fxgraph_hit", 0) + self.cache.get("autograd_hit", 0)
         misses = self.cache.get("fxgraph_miss", 0) + self.cache.get("autograd_miss", 0)
         if not hits and not misses:
@@ -175,6 +181,8 @@ def compile_kwargs(settings: CompileSettings) -> dict[str, Any]:
 
 def cudagraphs_unused(settings: CompileSettings) -> str | None:
     """Why CUDA graphs are not in play under ``settings``; None where they are."""
+    if is_target(settings.mode):
+        return f"the {settings.mode} target does not run under torch.compile's CUDA graphs"
     if torch.device(settings.device).type != "cuda":
         return f"CUDA graphs exist on CUDA devices only, and this check ran on {settings.device!r}"
     if settings.backend == "cudagraphs":  # Dynamo's own CUDA graphs backend
@@ -188,6 +196,23 @@ def cudagraphs_unused(settings: CompileSettings) -> str | None:
         f"mode {settings.mode!r} does not use CUDA graphs (reduce-overhead and max-autotune "
         "do, or options={'triton.cudagraphs': True})"
     )
+
+
+class CheckSession(Protocol):
+    """The compiled side of a check, as the search, comparison and timing see it:
+    ``CompileSession`` (torch.compile) and ``DeploymentSession`` (export, AOTInductor)."""
+
+    settings: CompileSettings
+    fallback_random: bool
+    cudagraphs: bool
+
+    def compile(self, model: Callable[..., Any]) -> Callable[..., Any]: ...
+
+    def call(self, fn: Callable[[], Any]) -> Any: ...
+
+    def stats(self) -> CompileStats: ...
+
+    def expect_replay(self, state: str | None, calls: int) -> None: ...
 
 
 class CompileSession:
@@ -227,7 +252,7 @@ class CompileSession:
         stack.enter_context(compat.keep_all_compilation_metrics())
         stack.enter_context(compat.capture_recompile_reasons())
         if self.cache_dir is not None:
-            stack.enter_context(_environ("TORCHINDUCTOR_CACHE_DIR", self.cache_dir))
+            stack.enter_context(environ("TORCHINDUCTOR_CACHE_DIR", self.cache_dir))
         stack.enter_context(compat.fail_on_recompile_limit())
         stack.enter_context(compat.compile_errors_raise())
         if self.fallback_random and self.settings.backend == "inductor":
@@ -345,7 +370,7 @@ def _capture_graph_breaks(
 
 
 @contextlib.contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
+def environ(name: str, value: str) -> Iterator[None]:
     old = os.environ.get(name)
     os.environ[name] = value
     try:

@@ -20,7 +20,7 @@ import torch
 from hypothesis import HealthCheck, Phase, Verbosity, given
 
 from .compare import Comparison, LeafResult, compare
-from .compiling import CompileSession, CompileStats
+from .compiling import CheckSession, CompileStats
 from .errors import CompileCheckError
 from .inputs import Example, InputPlan
 from .running import copy_to, in_float64, observe, observe_eager, restore, snapshot
@@ -155,12 +155,14 @@ class EquivalenceCheck:
         model: Any,
         plan: InputPlan | None,
         settings: CompileSettings,
-        session: CompileSession,
+        session: CheckSession,
         *,
         database_key: str | None = None,
         in_place: bool = False,
+        ends: bool = False,
     ) -> None:
         self.plan = plan
+        self.ends = ends  # the search always runs the range's ends (every dim at min, at max)
         self.settings = settings
         self.session = session
         self.database_key = database_key
@@ -222,6 +224,9 @@ class EquivalenceCheck:
                 fp64_run = self._fp64_run(example)
             return fp64_run.get(part)
 
+        for part in getattr(self.session, "unobserved", ()):  # out of the target's reach
+            eager.pop(part, None)
+            compiled.pop(part, None)
         comparison = compare_runs(eager, compiled, self.settings, fp64)
         worst = comparison.worst
         if worst is not None and (self.worst is None or worst.max_abs > self.worst.max_abs):
@@ -283,7 +288,10 @@ class EquivalenceCheck:
                 located.__cause__ = error.__cause__
                 raise _Abort(located) from error.__cause__
 
-        test = given(self.plan.strategy())(one_example)
+        inner: Any = one_example
+        for dims in self.plan.ends() if self.ends else ():
+            inner = hypothesis.example(self.plan.materialize(dims, seed=0))(inner)
+        test = given(self.plan.strategy())(inner)
         explore = self.settings.explore and self.settings.seed is None
         test = hypothesis.settings(
             max_examples=self.settings.examples,

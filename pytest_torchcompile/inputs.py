@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
 from .errors import SettingsError
-from .settings import check_dims_used
+from .markers import check_dims_used
 
 DEFAULT_DIM_RANGE = (1, 32)
 _SEED_MAX = 2**32 - 1
@@ -186,6 +186,19 @@ class InputPlan:
                 "to time. Give TensorSpecs with dims= instead"
             )
         return self.materialize({n: hi for n, (_, hi) in self.dims.items()}, seed)
+
+    def ends(self) -> list[dict[str, int]]:
+        """The range's ends: every dim at its min, every dim at its max."""
+        if not self.dims:
+            return []
+        low = {n: lo for n, (lo, _) in self.dims.items()}
+        high = {n: hi for n, (_, hi) in self.dims.items()}
+        return [low] if low == high else [low, high]
+
+    def static_sizes(self) -> set[int]:
+        """The fixed sizes the TensorSpecs name."""
+        specs = [v for v in (*self.args, *self.kwargs.values()) if isinstance(v, TensorSpec)]
+        return {s for spec in specs for s in spec.shape if isinstance(s, int)}
 
     def materialize(self, dims: Mapping[str, int], seed: int) -> Example:
         generator = torch.Generator().manual_seed(seed)

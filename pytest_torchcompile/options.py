@@ -16,7 +16,13 @@ from .errors import SettingsError
 from .records import CheckRecord
 from .report import DEFAULT_TOLERANCE, check_tolerance, read_report
 from .session import PluginState
-from .settings import DEFAULT_BACKEND, DEFAULT_MODE, DIAGNOSE_LEVELS, CompileSettings
+from .settings import (
+    DEFAULT_BACKEND,
+    DEFAULT_MODE,
+    DIAGNOSE_LEVELS,
+    CompileSettings,
+    setting_help,
+)
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -30,14 +36,13 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--compile-backend",
         metavar="NAME",
-        help="torch.compile backend (default: ini compile_backend, else 'inductor')",
+        help=f"{setting_help('backend')} (default: ini compile_backend, else 'inductor')",
     )
     group.addoption(
         "--compile-examples",
         type=int,
         metavar="N",
-        help="Hypothesis examples per equivalence check; overrides the markers' "
-        "examples= (default 20)",
+        help=f"{setting_help('examples')}; overrides the markers' examples= (default 20)",
     )
     group.addoption(
         "--compile-report",
@@ -66,32 +71,28 @@ def add_options(parser: pytest.Parser) -> None:
         "--compile-explore",
         action="store_true",
         default=None,
-        help="draw fresh Hypothesis examples every run and replay saved failures (default: "
-        "the examples are derived from the test id and mode, the same every run, so "
-        "baselines compare like with like; ini compile_explore)",
+        help=f"{setting_help('explore')} (default: the examples are derived from the test id "
+        "and mode, the same every run, so baselines compare like with like; ini compile_explore)",
     )
     group.addoption(
         "--compile-threads",
         type=int,
         metavar="N",
-        help="torch threads for both sides while speed checks time them (the user's setting "
-        "is restored after); overrides the markers' threads= (ini compile_threads)",
+        help=f"{setting_help('threads')}; overrides the markers' threads= (ini compile_threads)",
     )
     group.addoption(
         "--compile-diagnose",
         choices=DIAGNOSE_LEVELS,
-        help="on a failed equivalence check, find where it goes wrong: 'auto' (default) "
-        "checks eager against itself, climbs the stage ladder (eager, aot_eager, "
-        "aot_eager_decomp_partition, the backend) and searches for the first diverging "
-        "submodule; 'deep' adds inductor's compiler bisector (tens of compiles: minutes); "
-        "'off' skips it (ini compile_diagnose; overrides the markers' diagnose=)",
+        help=f"{setting_help('diagnose')}. 'auto' checks eager against itself, climbs the "
+        "stage ladder (eager, aot_eager, aot_eager_decomp_partition, the backend) and "
+        "searches for the first diverging submodule; 'deep' adds the bisector (tens of "
+        "compiles: minutes) (ini compile_diagnose; overrides the markers' diagnose=)",
     )
     group.addoption(
         "--compile-diagnose-time",
         type=float,
         metavar="SECONDS",
-        help="time one failed check's diagnosis may take (default 120, or 600 with "
-        "--compile-diagnose=deep); what does not finish is reported as not reached",
+        help=setting_help("diagnose_time"),
     )
     group.addoption(
         "--compile-repro-dir",
@@ -121,16 +122,12 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(
         "compile_modes", "default torch.compile modes (comma-separated)", default=DEFAULT_MODE
     )
-    parser.addini("compile_backend", "default torch.compile backend", default=DEFAULT_BACKEND)
-    parser.addini(
-        "compile_explore", "fresh Hypothesis examples every run (bool)", type="bool", default=False
-    )
-    parser.addini("compile_threads", "torch threads while timing speed checks", default="")
+    parser.addini("compile_backend", setting_help("backend"), default=DEFAULT_BACKEND)
+    parser.addini("compile_explore", setting_help("explore"), type="bool", default=False)
+    parser.addini("compile_threads", setting_help("threads"), default="")
     parser.addini("compile_cache_artifacts", "file of portable compile-cache artifacts", default="")
     parser.addini("compile_devices", "CUDA devices for xdist workers: auto or a list", default="")
-    parser.addini(
-        "compile_diagnose", "diagnosis of failed checks: off, auto or deep", default="auto"
-    )
+    parser.addini("compile_diagnose", setting_help("diagnose"), default="auto")
 
 
 def read_state(config: pytest.Config) -> PluginState:

@@ -21,30 +21,15 @@ from .errors import (
     ModelError,
     SettingsError,
 )
+from .markers import MarkerArgs, marker_doc, parse_marker
 from .options import add_options, read_baseline, read_state, set_cache_dir
 from .records import PROPERTY_NAME, CheckRecord
 from .session import Controller, PluginState, Worker, setup_run, xdist_timing_skip
-from .settings import DEFAULT_BACKEND, DEFAULT_MODE, check_options, is_target, parse_marker
+from .settings import DEFAULT_BACKEND, DEFAULT_MODE, MARKERS, check_options, is_target
 
-MARKERS = ("compile_equivalent", "compile_faster")
-MARKER_DOCS = {
-    "compile_equivalent": (
-        "compile_equivalent(inputs=..., dims=..., modes=..., backend=..., dynamic=..., "
-        "fullgraph=..., options=..., rtol=..., atol=..., examples=20, grad=False, seed=..., "
-        "device='cpu', max_graph_breaks=..., max_recompiles=..., max_compile_time=..., "
-        "max_cudagraph_skips=...): the "
-        "test returns a model (or (model, inputs)); it is compiled under every "
-        "--compile-modes mode and checked against eager on Hypothesis-drawn shapes; a "
-        "failure is diagnosed (diagnose='auto', 'deep' or 'off')."
-    ),
-    "compile_faster": (
-        "compile_faster(min_speedup=..., inputs=..., dims=..., max_time=5.0, "
-        "max_memory_ratio=..., grad=False, ...): the test returns a model; compiled must be "
-        "at least min_speedup times faster than eager, by paired interleaved timing with a "
-        "95% confidence interval."
-    ),
-}
+MARKER_DOCS = {marker: marker_doc(marker) for marker in MARKERS}
 STATE = pytest.StashKey["PluginState"]()
+PARSED = pytest.StashKey[dict[int, tuple[Any, MarkerArgs]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,12 +59,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(state.cold_root, ignore_errors=True)
 
 
-def _marker_args(item: Any) -> list:
+def _marker_args(item: Any) -> list[MarkerArgs]:
+    """Each marker parsed once: an item shares its Mark objects with the definition that
+    ``pytest_generate_tests`` parsed, so the call reuses that parse."""
+    cache = item.config.stash.setdefault(PARSED, {})
     found = []
     for name in MARKERS:
         marker = item.get_closest_marker(name)
-        if marker is not None:
-            found.append(parse_marker(name, marker.args, marker.kwargs))
+        if marker is None:
+            continue
+        hit = cache.get(id(marker))
+        if hit is None or hit[0] is not marker:  # holding the Mark keeps its id from reuse
+            hit = cache[id(marker)] = (marker, parse_marker(name, marker.args, marker.kwargs))
+        found.append(hit[1])
     return found
 
 

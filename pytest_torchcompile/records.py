@@ -47,6 +47,8 @@ class CheckRecord:
     diagnosis: dict[str, Any] | None = None  # where a failed check went wrong (diagnose.py)
     warnings: tuple[str, ...] = ()  # passed, but with these caveats (e.g. vacuous leaves)
     cudagraph_skips: tuple[str, ...] | None = None  # each skip's reason; None: no CUDA graphs
+    package_bytes: int | None = None  # aoti: the package's size
+    package_cached: bool | None = None  # aoti: loaded from the package cache, not rebuilt
 
     @property
     def label(self) -> str:

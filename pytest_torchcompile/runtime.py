@@ -19,6 +19,7 @@ would record a new CUDA graph, and none would replay.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import warnings
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any
 
 from .errors import CompileCheckError
 from .records import CheckRecord
-from .settings import CompileSettings
+from .settings import SAFE_COMPILE_ARGS, CompileSettings, declarations
 
 log = logging.getLogger("pytest_torchcompile")
 _UNSET: Any = object()
@@ -76,7 +77,7 @@ def safe_compile(
     the original model with the reason (and warn); with ``fallback=False`` raise
     ``CompileCheckError``.
     """
-    given = {k: v for k, v in locals().items() if v is not _UNSET and k in _SETTING_ARGS}
+    given = {k: v for k, v in locals().items() if v is not _UNSET and k in SAFE_COMPILE_ARGS}
     base = settings if settings is not None else CompileSettings()
     single = not isinstance(example_inputs, (dict, list, tuple))
     inputs = [example_inputs] if single else example_inputs
@@ -112,6 +113,34 @@ def safe_compile(
         warnings.warn(message, RuntimeWarning, stacklevel=2)
         timed = False  # no speedup to report
     return _result(checked.compiled, resolved, record, compiled=True, timed=timed)
+
+
+def signature_drift(
+    func: Callable[..., Any] = safe_compile, cls: type = CompileSettings
+) -> list[str]:
+    """How ``func``'s setting keywords differ from the settings ``cls`` declares for
+    ``safe_compile``; empty when they agree. The signature stays written out, for users and
+    type checkers; a test runs this so it cannot drift from the declarations."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    declared = {name for name, d in declarations(cls).items() if d.safe_compile}
+    params = {
+        p.name: p
+        for p in inspect.signature(func).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "settings"
+    }
+    drift = [
+        f"{n}: declared for safe_compile, not a keyword" for n in sorted(declared - set(params))
+    ]
+    drift += [
+        f"{n}: a keyword, not declared for safe_compile" for n in sorted(set(params) - declared)
+    ]
+    for name in sorted(declared & set(params)):
+        param, field = params[name], fields[name]
+        if str(param.annotation) != str(field.type):
+            drift.append(f"{name}: annotated {param.annotation}, declared {field.type}")
+        if param.default is not _UNSET:
+            drift.append(f"{name}: defaults to {param.default!r}; settings decide the default")
+    return drift
 
 
 def _result(
@@ -154,20 +183,6 @@ def _device_of(model: Any, inputs: Any) -> str | None:
         if isinstance(value, torch.Tensor):
             return str(value.device)
     return None
-
-
-_SETTING_ARGS = (
-    "mode",
-    "backend",
-    "dynamic",
-    "fullgraph",
-    "options",
-    "rtol",
-    "atol",
-    "fallback",
-    "benchmark",
-    "min_speedup",
-)
 
 
 def _fall_back(model: Any, settings: CompileSettings, error: CompileCheckError) -> CompileResult:

@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from .errors import SettingsError
@@ -149,72 +149,184 @@ def _options(name: str, value: Any) -> dict[str, Any] | None:
 
 
 _NUMBER = (int, float)
-_VALIDATORS = {
-    "mode": _text,
-    "backend": _text,
-    "dynamic": _optional_flag,
-    "fullgraph": _flag,
-    "options": _options,
-    "rtol": _optional(_NUMBER, minimum=0),
-    "atol": _optional(_NUMBER, minimum=0),
-    "examples": _optional(int, minimum=1),
-    "grad": _flag,
-    "seed": _optional(int, minimum=0),
-    "device": _text,
-    "fallback": _flag,
-    "benchmark": _flag,
-    "min_speedup": _optional(_NUMBER, minimum=0, strict=True),
-    "max_time": _optional(_NUMBER, minimum=0, strict=True),
-    "max_memory_ratio": _optional(_NUMBER, minimum=0, strict=True),
-    "max_graph_breaks": _optional(int, minimum=0),
-    "max_recompiles": _optional(int, minimum=0),
-    "max_compile_time": _optional(_NUMBER, minimum=0, strict=True),
-    "max_cudagraph_skips": _optional(int, minimum=0),
-    "strict": _flag,
-    "explore": _flag,
-    "threads": _optional(int, minimum=1),
-    "diagnose": _diagnose,
-    "diagnose_time": _optional(_NUMBER, minimum=0, strict=True),
-}
+MARKERS = ("compile_equivalent", "compile_faster")
+_BOTH = MARKERS
+
+
+@dataclasses.dataclass(frozen=True)
+class Declared:
+    """What a setting declares beside its name, type and default: every face (validation,
+    markers, ``safe_compile``, help for options and marker docs) is derived from these."""
+
+    validate: Callable[[str, Any], Any]
+    help: str
+    markers: tuple[str, ...]  # the markers that accept it as an argument
+    safe_compile: bool  # whether ``safe_compile`` takes it as a keyword
+
+
+_DECLARED = "pytest_torchcompile"
+
+
+def _setting(
+    default: Any,
+    validate: Callable[[str, Any], Any],
+    help: str,
+    *,
+    markers: tuple[str, ...] = _BOTH,
+    safe_compile: bool = False,
+) -> Any:
+    """A ``CompileSettings`` field, declared once with everything its faces need."""
+    declared = Declared(validate, help, markers, safe_compile)
+    return dataclasses.field(default=default, metadata={_DECLARED: declared})
 
 
 @dataclasses.dataclass(frozen=True)
 class CompileSettings:
     """Everything that decides how a model is compiled, judged, timed and gated.
 
-    Validated on construction; ``replace`` and ``from_dict`` validate too.
+    Validated on construction; ``replace`` and ``from_dict`` validate too. Each field is
+    declared once here: ``MARKER_ARGS``, ``marker_doc``, ``safe_compile``'s setting
+    keywords and the options' help are derived from the declarations.
     """
 
-    mode: str = DEFAULT_MODE
-    backend: str = DEFAULT_BACKEND
-    dynamic: bool | None = None
-    fullgraph: bool = False
-    options: dict[str, Any] | None = None
-    rtol: float | None = None
-    atol: float | None = None
-    examples: int = 20
-    grad: bool = False
-    seed: int | None = None
-    device: str = "cpu"
-    fallback: bool = True
-    benchmark: bool = False
-    min_speedup: float | None = None
-    max_time: float = 5.0
-    max_memory_ratio: float | None = None
-    max_graph_breaks: int | None = None
-    max_recompiles: int | None = None
-    max_compile_time: float | None = None
-    max_cudagraph_skips: int | None = None  # CUDA graphs torch skipped (CUDA, cudagraph modes)
-    strict: bool = False  # export/aoti targets: torch.export's strict (Dynamo) tracing
-    explore: bool = False  # fresh Hypothesis examples each run (else derived from the test id)
-    threads: int | None = None  # torch threads while timing (None: leave the user's setting)
-    diagnose: str = "auto"  # on a failed check: "off", "auto" or "deep" (adds bisection)
-    diagnose_time: float | None = None  # seconds one diagnosis may take (None: 120, deep 600)
+    mode: str = _setting(
+        DEFAULT_MODE,
+        _text,
+        "torch.compile mode, or a deployment target: 'export' (torch.export's module) or "
+        "'aoti' (the AOTInductor package compiled from it)",
+        markers=(),
+        safe_compile=True,
+    )
+    backend: str = _setting(DEFAULT_BACKEND, _text, "torch.compile backend", safe_compile=True)
+    dynamic: bool | None = _setting(
+        None,
+        _optional_flag,
+        "torch.compile's dynamic= (None: Dynamo decides when shapes change)",
+        safe_compile=True,
+    )
+    fullgraph: bool = _setting(
+        False, _flag, "torch.compile's fullgraph=: a graph break is an error", safe_compile=True
+    )
+    options: dict[str, Any] | None = _setting(
+        None,
+        _options,
+        "torch.compile options (a mode's options merge with them; inductor's names are checked)",
+        safe_compile=True,
+    )
+    rtol: float | None = _setting(
+        None,
+        _optional(_NUMBER, minimum=0),
+        "relative tolerance, given with atol (neither: the per-dtype defaults)",
+        safe_compile=True,
+    )
+    atol: float | None = _setting(
+        None,
+        _optional(_NUMBER, minimum=0),
+        "absolute tolerance, given with rtol (neither: the per-dtype defaults)",
+        safe_compile=True,
+    )
+    examples: int = _setting(
+        20,
+        _optional(int, minimum=1),
+        "Hypothesis examples per equivalence check",
+        markers=("compile_equivalent",),
+    )
+    grad: bool = _setting(
+        False,
+        _flag,
+        "also compare gradients (equivalence) / time forward+backward (speed)",
+    )
+    seed: int | None = _setting(
+        None,
+        _optional(int, minimum=0),
+        "the Hypothesis seed (None: derived from the test id and mode)",
+    )
+    device: str = _setting(
+        "cpu", _text, "device the check runs on, 'cpu' or 'cuda'...; skipped if absent"
+    )
+    fallback: bool = _setting(
+        True,
+        _flag,
+        "on a failed check, hand back the eager model with the reason instead of raising",
+        markers=(),
+        safe_compile=True,
+    )
+    benchmark: bool = _setting(
+        False,
+        _flag,
+        "time compiled against eager and report the speedup, even without min_speedup",
+        markers=(),
+        safe_compile=True,
+    )
+    min_speedup: float | None = _setting(
+        None,
+        _optional(_NUMBER, minimum=0, strict=True),
+        "compiled must be at least this many times faster than eager",
+        markers=("compile_faster",),
+        safe_compile=True,
+    )
+    max_time: float = _setting(
+        5.0,
+        _optional(_NUMBER, minimum=0, strict=True),
+        "measuring budget of a speed check, seconds",
+        markers=("compile_faster",),
+    )
+    max_memory_ratio: float | None = _setting(
+        None,
+        _optional(_NUMBER, minimum=0, strict=True),
+        "most compiled peak memory over eager's (CUDA; on the CPU a warning says so)",
+        markers=("compile_faster",),
+    )
+    max_graph_breaks: int | None = _setting(
+        None, _optional(int, minimum=0), "most graph breaks allowed (None: no gate)"
+    )
+    max_recompiles: int | None = _setting(
+        None, _optional(int, minimum=0), "most recompiles allowed (None: no gate)"
+    )
+    max_compile_time: float | None = _setting(
+        None,
+        _optional(_NUMBER, minimum=0, strict=True),
+        "most seconds the first compile may take (None: no gate)",
+    )
+    max_cudagraph_skips: int | None = _setting(
+        None,
+        _optional(int, minimum=0),
+        "most CUDA graphs torch may skip (CUDA, cudagraph modes; None: no gate)",
+    )
+    strict: bool = _setting(
+        False, _flag, "export and aoti targets: torch.export's strict (Dynamo) tracing"
+    )
+    explore: bool = _setting(
+        False,
+        _flag,
+        "draw fresh Hypothesis examples every run and replay saved failures",
+        markers=(),
+    )
+    threads: int | None = _setting(
+        None,
+        _optional(int, minimum=1),
+        "torch threads for both sides while speed checks time them (the user's setting is "
+        "restored after)",
+        markers=("compile_faster",),
+    )
+    diagnose: str = _setting(
+        "auto",
+        _diagnose,
+        "on a failed equivalence check, find where it goes wrong: 'auto' (default), 'deep' "
+        "(adds inductor's compiler bisector) or 'off'",
+        markers=("compile_equivalent",),
+    )
+    diagnose_time: float | None = _setting(
+        None,
+        _optional(_NUMBER, minimum=0, strict=True),
+        "time one failed check's diagnosis may take (default 120 seconds, 600 when "
+        "diagnose is 'deep'); what does not finish is reported as not reached",
+        markers=(),
+    )
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = _VALIDATORS[field.name](field.name, getattr(self, field.name))
-            object.__setattr__(self, field.name, value)
+        for name, validate in _VALIDATORS.items():
+            object.__setattr__(self, name, validate(name, getattr(self, name)))
         if (self.rtol is None) != (self.atol is None):
             raise SettingsError(
                 "rtol and atol go together: give both, or neither to use the per-dtype defaults"
@@ -256,7 +368,19 @@ class CompileSettings:
         return dataclasses.asdict(self)
 
 
-SETTING_NAMES = tuple(f.name for f in dataclasses.fields(CompileSettings))
+def declarations(cls: type = CompileSettings) -> dict[str, Declared]:
+    """Each setting's declaration by name, in field order (``cls`` for tests that plant one)."""
+    return {f.name: f.metadata[_DECLARED] for f in dataclasses.fields(cls)}
+
+
+def setting_help(name: str) -> str:
+    """A setting's one-line help, for options and ini keys that set it run-wide."""
+    return declarations()[name].help
+
+
+SETTING_NAMES = tuple(declarations())
+_VALIDATORS = {name: d.validate for name, d in declarations().items()}
+SAFE_COMPILE_ARGS = tuple(name for name, d in declarations().items() if d.safe_compile)
 
 
 def _reject_unknown(data: Mapping[str, Any], what: str, allowed: tuple[str, ...] = ()) -> None:
@@ -267,117 +391,3 @@ def _reject_unknown(data: Mapping[str, Any], what: str, allowed: tuple[str, ...]
             f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
-
-
-# -- markers ---------------------------------------------------------------------------------
-
-_CHECK_ARGS = ("inputs", "dims", "modes")
-_COMMON = (
-    "backend",
-    "dynamic",
-    "fullgraph",
-    "options",
-    "device",
-    "seed",
-    "grad",
-    "max_graph_breaks",
-    "max_recompiles",
-    "max_compile_time",
-    "max_cudagraph_skips",
-    "strict",
-)
-MARKER_ARGS: dict[str, tuple[str, ...]] = {
-    "compile_equivalent": _CHECK_ARGS + _COMMON + ("rtol", "atol", "examples", "diagnose"),
-    "compile_faster": _CHECK_ARGS
-    + _COMMON
-    + ("rtol", "atol", "min_speedup", "max_time", "max_memory_ratio", "threads"),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class MarkerArgs:
-    """A marker's arguments, split into settings overrides and what to feed the model."""
-
-    marker: str
-    overrides: dict[str, Any]
-    inputs: Any = None
-    dims: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
-    modes: tuple[str, ...] | None = None
-
-
-def parse_marker(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> MarkerArgs:
-    """Validate a marker's arguments at collection; errors name the argument."""
-    if args:
-        raise SettingsError(
-            f"@{name} takes keyword arguments only, got positional {args!r}; "
-            f"write e.g. @{name}(inputs=[...])"
-        )
-    _reject_unknown(kwargs, f"@{name} argument", MARKER_ARGS[name])
-    overrides = {k: v for k, v in kwargs.items() if k not in _CHECK_ARGS}
-    if name == "compile_faster" and overrides.get("min_speedup") is None:
-        raise SettingsError("@compile_faster needs min_speedup=, e.g. min_speedup=1.2")
-    CompileSettings(**overrides)  # validates values and names the bad one
-    modes = kwargs.get("modes")
-    if modes is not None:
-        if isinstance(modes, str):
-            modes = (modes,)
-        modes = tuple(modes)
-        for mode in modes:
-            check_mode(mode)
-    dims = parse_dims(kwargs.get("dims"))
-    named = spec_dim_names(kwargs.get("inputs"))
-    if named is not None:
-        check_dims_used(dims, named)
-    return MarkerArgs(
-        marker=name,
-        overrides=overrides,
-        inputs=kwargs.get("inputs"),
-        dims=dims,
-        modes=modes,
-    )
-
-
-def spec_dim_names(inputs: Any) -> tuple[str, ...] | None:
-    """The symbolic dims the inputs' TensorSpecs name, in order; None where the inputs are
-    not a list or dict of values (a Hypothesis strategy, or not given yet)."""
-    if isinstance(inputs, Mapping):
-        values: Any = inputs.values()
-    elif isinstance(inputs, (list, tuple)):
-        values = inputs
-    elif hasattr(inputs, "dim_names"):
-        values = (inputs,)
-    else:
-        return None
-    return tuple(dict.fromkeys(n for v in values for n in getattr(v, "dim_names", ())))
-
-
-def check_dims_used(dims: Mapping[str, Any], named: tuple[str, ...]) -> None:
-    unused = sorted(set(dims) - set(named))
-    if unused:
-        raise SettingsError(
-            f"dims names {', '.join(map(repr, unused))} that no TensorSpec uses; "
-            f"symbolic dims in inputs: {', '.join(named) or 'none'}"
-        )
-
-
-def parse_dims(dims: Any) -> dict[str, tuple[int, int]]:
-    if dims is None:
-        return {}
-    if not isinstance(dims, Mapping):
-        raise SettingsError(f"dims must map dim names to (low, high), got {dims!r}")
-    parsed = {}
-    for dim, bounds in dims.items():
-        if isinstance(bounds, int) and not isinstance(bounds, bool):
-            bounds = (bounds, bounds)
-        if (
-            not isinstance(bounds, (tuple, list))
-            or len(bounds) != 2
-            or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds)
-            or not 0 <= bounds[0] <= bounds[1]
-        ):
-            raise SettingsError(
-                f"dims[{dim!r}] must be an inclusive range (low, high) with 0 <= low <= high, "
-                f"got {bounds!r}"
-            )
-        parsed[str(dim)] = (bounds[0], bounds[1])
-    return parsed

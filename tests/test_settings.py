@@ -3,7 +3,8 @@
 import pytest
 
 from pytest_torchcompile import CompileSettings, SettingsError
-from pytest_torchcompile.settings import parse_dims, parse_marker, parse_modes
+from pytest_torchcompile.markers import parse_dims, parse_marker
+from pytest_torchcompile.settings import parse_modes
 
 
 def test_defaults_are_inductor_default_mode():

@@ -11,7 +11,8 @@ Callers import the package (``from . import torch_compat as compat``) and look n
 it at call time (``compat.NAME``), so a test can patch one name here. By topic: ``_base``
 (the error and the newest-name-first look-ups), ``dynamo`` (modes, backends, settings,
 compilation metrics), ``logs`` (graph-break and guard-failure wording), ``pytree``,
-``inductor`` (bisector, cache artifacts, graph repro) and ``cudagraphs``.
+``inductor`` (bisector, cache artifacts, graph repro), ``cudagraphs`` and ``export``
+(torch.export and AOTInductor).
 """
 
 from ._base import TORCH_DIR, TorchFeatureMissing, in_torch
@@ -50,6 +51,22 @@ from .dynamo import (
     recompile_limit_error,
     reset,
 )
+from .export import (
+    CHECK_LOWERBOUND,
+    RUNTIME_CHECKS_ENV,
+    Violation,
+    aoti_compile,
+    aoti_load,
+    aoti_unavailable,
+    export,
+    is_constraint_violation,
+    machine_key,
+    make_dim,
+    register_output_dataclasses,
+    user_error_type,
+    user_output_values,
+    violations,
+)
 from .inductor import (
     compiler_bisector,
     dynamo_graphs,
@@ -68,6 +85,20 @@ from .logs import (
 from .pytree import pytree_children
 
 __all__ = [
+    "CHECK_LOWERBOUND",
+    "RUNTIME_CHECKS_ENV",
+    "Violation",
+    "aoti_compile",
+    "aoti_load",
+    "aoti_unavailable",
+    "export",
+    "is_constraint_violation",
+    "machine_key",
+    "make_dim",
+    "register_output_dataclasses",
+    "user_error_type",
+    "user_output_values",
+    "violations",
     "CACHE_COUNTERS",
     "MARK_DYNAMIC",
     "TORCH_DIR",

@@ -1,0 +1,446 @@
+"""Deployment targets: check what ships, not only what ``torch.compile`` runs.
+
+``export`` checks the module ``torch.export.export`` makes; ``aoti`` the AOTInductor
+package compiled from that program and loaded back, as a server would load it. A
+``DeploymentSession`` has ``CompileSession``'s face (``compile``, ``call``, ``stats``), so the
+equivalence search, the comparison and the speed check do not know which one they hold.
+
+What only a deployment target needs lives here: the declared dims become export ``Dim``s
+(one export per check, from an example of at least 2 in every dynamic dim: export
+specialises sizes 0 and 1); a dim export specialises or narrows fails the check before
+anything runs; after the in-range examples, every dim one past its range must be refused;
+packages are cached, keyed on everything that decides their code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import inspect
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import torch
+
+from . import torch_compat as compat
+from .compiling import CompileStats, environ, user_frame
+from .errors import CompileFailedError, ModelError, SettingsError
+from .inputs import InputPlan, TensorSpec
+from .running import describe_model_error, restore, snapshot
+from .settings import CompileSettings
+
+NOUNS = {"export": "exported program", "aoti": "AOTInductor package"}
+BACKENDS = {"export": "torch.export", "aoti": "aotinductor"}
+PACKAGE_DIR = "aoti-packages"
+
+
+class DeploymentSession:
+    """One check of a deployment target: export once, package (``aoti``), call."""
+
+    cudagraphs = False
+    input_checks = True  # AOTInductor's runtime input checks (a test turns them off)
+
+    def __init__(
+        self,
+        settings: CompileSettings,
+        plan: InputPlan,
+        *,
+        fallback_random: bool = True,
+        cache_dir: str | None = None,
+        test_id: str = "",
+    ) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.target = settings.mode
+        self.noun = NOUNS[self.target]
+        self.fallback_random = fallback_random  # no effect: a package draws as it was built
+        self.cache_dir = cache_dir
+        self.test_id = test_id
+        self.ranges = dict(plan.dims)
+        self.seconds = 0.0
+        self.package_bytes: int | None = None
+        self.package_cached: bool | None = None
+        self.notes: list[str] = []
+        self.compiled = False
+        # a package's buffers live inside it, out of reach of the module a check observes
+        self.unobserved: tuple[str, ...] = ("buffers",) if self.target == "aoti" else ()
+        self._sizes: dict[str, int] = {}
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> DeploymentSession:
+        compat.reset()
+        self._stack.enter_context(compat.quiet_structured_trace())
+        if self.target == "aoti" and self.input_checks:
+            # read once per loaded package: set before loading
+            self._stack.enter_context(environ(compat.RUNTIME_CHECKS_ENV, "1"))
+        if self.cache_dir is not None:
+            self._stack.enter_context(environ("TORCHINDUCTOR_CACHE_DIR", self.cache_dir))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    # -- CompileSession's face -----------------------------------------------------------
+
+    def compile(self, model: Callable[..., Any]) -> Callable[..., Any]:
+        """Export ``model`` with the declared dims (and build and load its package)."""
+        module = model if isinstance(model, torch.nn.Module) else _Function(model)
+        start = time.perf_counter()
+        self._sizes = export_sizes(self.ranges, self.plan.static_sizes())
+        example = self.plan.materialize(self._sizes, seed=0)
+        self._register_outputs(module, example)
+        program = self._export(module, example)
+        if self.target == "export":
+            deployed: Callable[..., Any] = program.module()
+        else:
+            deployed = self._package(program)
+        self.seconds = time.perf_counter() - start
+        self.compiled = True
+        return deployed
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except (CompileFailedError, ModelError):
+            raise
+        except Exception as error:
+            raise CompileFailedError(
+                f"the {self.noun} raised on an input inside the declared dims:\n  "
+                + _first_lines(error)
+            ) from error
+
+    def stats(self) -> CompileStats:
+        return CompileStats(
+            graphs=1 if self.compiled else 0,
+            compile_seconds=self.seconds,
+            compile_seconds_total=self.seconds,
+            frames=1 if self.compiled else 0,
+            target=self.target,
+            package_bytes=self.package_bytes,
+            package_cached=self.package_cached,
+            notes=tuple(self.notes),
+        )
+
+    def expect_replay(self, state: str | None, calls: int) -> None:
+        """CUDA graphs are torch.compile's: nothing to expect of a deployed program."""
+
+    # -- what only a deployment target checks ----------------------------------------------
+
+    def out_of_range(self, deployed: Callable[..., Any]) -> list[str]:
+        """Each dim one past its range must be refused with an error; the failures where
+        the target accepted it (what a server would then run on unchecked)."""
+        failures = []
+        for name, (low, high) in self.ranges.items():
+            sizes = [high + 1]
+            if low > 0:
+                why_not = self._lower_unchecked(low, high)
+                if why_not:
+                    self.notes.append(f"{name}={low - 1} (below dims {name}) not probed: {why_not}")
+                else:
+                    sizes.append(low - 1)
+            for size in sizes:
+                example = self.plan.materialize({**self._sizes, name: size}, seed=0)
+                try:
+                    with torch.no_grad():
+                        deployed(*example.args, **example.kwargs)
+                except Exception:
+                    continue  # refused, as it must be
+                failures.append(
+                    f"the {self.noun} accepts {name}={size}, outside dims {name}=({low}, {high}): "
+                    "it would run on inputs it was never checked on"
+                    + (
+                        f" (AOTInductor checks inputs only with {compat.RUNTIME_CHECKS_ENV}=1)"
+                        if self.target == "aoti"
+                        else ""
+                    )
+                )
+        return failures
+
+    def _lower_unchecked(self, low: int, high: int) -> str | None:
+        if low == high:  # a fixed size: checked for equality
+            return None
+        if self.target == "export" and low <= 2:
+            return "the exported module checks lower bounds above 2 only (torch's guards)"
+        if self.target == "aoti" and self._lowerbound_off():
+            return (
+                "the package's lower-bound checks are off, since a dim starts below 2 "
+                "(AOTInductor would refuse sizes below 2)"
+            )
+        return None
+
+    def _lowerbound_off(self) -> bool:
+        return any(low < 2 for low, high in self.ranges.values() if low < high)
+
+    # -- export and package ----------------------------------------------------------------
+
+    def _register_outputs(self, module: torch.nn.Module, example: Any) -> None:
+        """Dataclass outputs must be pytree nodes for export: register the ones found."""
+        state = snapshot(module)
+        try:
+            with torch.no_grad():
+                out = module(*example.args, **example.kwargs)
+        except Exception as error:
+            raise ModelError(describe_model_error(error, example)) from error
+        finally:
+            restore(module, state)  # the eager call may have stepped BatchNorm's statistics
+        for name in compat.register_output_dataclasses(out):
+            self.notes.append(f"registered output dataclass {name} as a pytree node for export")
+
+    def _export(self, module: torch.nn.Module, example: Any) -> Any:
+        dims = {
+            name: compat.make_dim(name, low, high)
+            for name, (low, high) in self.ranges.items()
+            if low < high
+        }
+        shapes = dynamic_shapes(module, self.plan, dims)
+        try:
+            return compat.export(module, example.args, example.kwargs, shapes, self.settings.strict)
+        except Exception as error:
+            if compat.is_constraint_violation(error):
+                message = specialisation_message(error, self.ranges)
+            else:
+                message = export_error_message(error, self.settings.strict)
+            raise CompileFailedError(message) from error
+
+    def _package(self, program: Any) -> Callable[..., Any]:
+        configs = dict(self.settings.options or {})
+        if self._lowerbound_off():
+            configs[compat.CHECK_LOWERBOUND] = False
+        folder = os.path.join(
+            self.cache_dir or os.environ.get("TORCHINDUCTOR_CACHE_DIR") or tempfile.gettempdir(),
+            PACKAGE_DIR,
+        )
+        key = package_key(program, configs, self.test_id, self.settings.strict, self.ranges)
+        path = os.path.join(folder, f"{key[:40]}.pt2")
+        runner = None
+        if os.path.exists(path):
+            try:
+                runner = compat.aoti_load(path)
+                self.package_cached = True
+            except Exception:  # a damaged package: build it again
+                os.remove(path)
+        if runner is None:
+            os.makedirs(folder, exist_ok=True)
+            partial = f"{path[:-4]}.{os.getpid()}.partial.pt2"
+            try:
+                compat.aoti_compile(program, partial, configs)
+            except Exception as error:
+                with contextlib.suppress(OSError):
+                    os.remove(partial)
+                raise CompileFailedError(
+                    "AOTInductor could not compile the exported program:\n  " + _first_lines(error)
+                ) from error
+            os.replace(partial, path)  # whole or not at all
+            runner = compat.aoti_load(path)
+            self.package_cached = False
+        self.package_bytes = os.path.getsize(path)
+        values = compat.user_output_values(program)
+        numbers = [i for i, v in enumerate(values) if isinstance(v, (int, float, bool))]
+        return _Package(runner, numbers)
+
+
+class _Package:
+    """A loaded package, called as the model is: numbers it returns come back as numbers
+    (AOTInductor hands them back as 0-dim tensors)."""
+
+    def __init__(self, runner: Any, numbers: list[int]) -> None:
+        self.runner = runner
+        self.numbers = numbers
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.runner(*args, **kwargs)
+        if not self.numbers:
+            return out
+        from torch.utils._pytree import tree_flatten, tree_unflatten
+
+        leaves, spec = tree_flatten(out)
+        for i in self.numbers:
+            if isinstance(leaves[i], torch.Tensor) and leaves[i].dim() == 0:
+                leaves[i] = leaves[i].item()
+        return tree_unflatten(leaves, spec)
+
+
+class _Function(torch.nn.Module):
+    """A plain function as a module: export takes modules only."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+# -- dims ------------------------------------------------------------------------------------
+
+
+def export_sizes(ranges: Mapping[str, tuple[int, int]], avoid: set[int]) -> dict[str, int]:
+    """The export example's size of each dim: at least 2 (export specialises 0 and 1),
+    near the middle of its range, and distinct from the other dims and the fixed sizes
+    where the range allows (equal sizes invite export to assume the dims equal)."""
+    chosen: dict[str, int] = {}
+    used = set(avoid)
+    for name, (low, high) in ranges.items():
+        if low == high:
+            chosen[name] = low
+            continue
+        if high < 2:
+            raise SettingsError(
+                f"dims {name}=({low}, {high}) cannot be exported as a dynamic dim: export "
+                f"needs an example of at least 2 in it; widen the range to reach 2, or fix "
+                f'the size, e.g. dims={{"{name}": {high}}}'
+            )
+        start = max(low, 2)
+        middle = (start + high) // 2
+        pick = next((s for s in _outward(middle, start, high) if s not in used), middle)
+        chosen[name] = pick
+        used.add(pick)
+    return chosen
+
+
+def _outward(middle: int, low: int, high: int, limit: int = 256) -> Iterator[int]:
+    for step in range(limit):
+        for size in (middle + step, middle - step) if step else (middle,):
+            if low <= size <= high:
+                yield size
+
+
+def dynamic_shapes(module: torch.nn.Module, plan: InputPlan, dims: Mapping[str, Any]) -> Any:
+    """export's ``dynamic_shapes``: each forward parameter's input, with its named axes
+    mapped to the ``Dim`` of that name (shared across inputs, as the search shares it)."""
+
+    def shape_of(value: Any) -> Any:
+        if isinstance(value, TensorSpec):
+            axes = {
+                i: dims[s] for i, s in enumerate(value.shape) if isinstance(s, str) and s in dims
+            }
+            return axes or None
+        if isinstance(value, (list, tuple)):
+            return tuple(shape_of(v) for v in value)
+        if isinstance(value, Mapping):
+            return {k: shape_of(v) for k, v in value.items()}
+        return None
+
+    try:
+        bound = inspect.signature(module.forward).bind(*plan.args, **plan.kwargs)
+    except TypeError as error:
+        raise SettingsError(f"the inputs do not fit the model's forward: {error}") from None
+    return {name: shape_of(value) for name, value in bound.arguments.items()}
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+def specialisation_message(error: BaseException, ranges: Mapping[str, tuple[int, int]]) -> str:
+    found = compat.violations(error)
+    lines = ["export could not keep the dims declared dynamic:"]
+    for v in found:
+        low, high = ranges.get(v.dim, (None, None))
+        if v.constant is not None:
+            kept = f" (kept only {v.dim}={v.constant})"
+        elif v.kept is not None:
+            kept_high = v.kept[1] if v.kept[1] is not None else high
+            kept = f" (kept {v.dim}=({v.kept[0]}, {kept_high}))"
+        else:
+            kept = ""
+        lines.append(f"  dims {v.dim}=({low}, {high}): {v.reason}{kept}")
+        if v.fix:
+            lines.append(f"    torch suggests: {v.fix}")
+    if not found:
+        lines.append("  " + _first_lines(error))
+    lines.append(
+        "the model's code fixes or bounds these sizes (a Python branch, a view or a check on "
+        "them): make it size-generic, or declare in dims= the range it really supports"
+    )
+    return "\n".join(lines)
+
+
+def export_error_message(error: BaseException, strict: bool) -> str:
+    lines = [
+        f"torch.export ({'strict' if strict else 'non-strict'}) could not trace the model:",
+        "  " + _first_lines(error),
+    ]
+    frame = _export_user_frame(str(error)) or user_frame(error)
+    if frame:
+        lines.append(f"  in user code: {frame}")
+    return "\n".join(lines)
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
+
+
+def _export_user_frame(text: str) -> str | None:
+    frames = [f for f in _FRAME.findall(text) if not compat.in_torch(f[0])]
+    if not frames:
+        return None
+    path, line, func, code = frames[-1]
+    return f"{path}:{line} in {func}: {code.strip()}"
+
+
+_NOISE = ("Set TORCHDYNAMO_VERBOSE", "For more information", "For even more developer context")
+
+
+def _first_lines(error: BaseException, count: int = 3) -> str:
+    text = str(getattr(error, "msg", None) or error).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(_NOISE)]
+    head = "\n  ".join(lines[:count])
+    return f"{type(error).__name__}: {head}"
+
+
+# -- the package cache -----------------------------------------------------------------------
+
+
+def package_key(
+    program: Any,
+    configs: Mapping[str, Any],
+    test_id: str,
+    strict: bool,
+    ranges: Mapping[str, tuple[int, int]],
+) -> str:
+    """Everything a package's code depends on: the graph, its ranges and input specs, the
+    weights, inductor's configs, the torch release and the host's vector ISA. (The saved
+    program's bytes are not reproducible between runs, so they are not hashed.)"""
+    digest = hashlib.sha256()
+
+    def add(part: Any) -> None:
+        digest.update(str(part).encode())
+        digest.update(b"\0")
+
+    for part in (
+        torch.__version__,
+        test_id,
+        program.graph_module.code,
+        program.range_constraints,
+        program.call_spec.in_spec,
+        program.call_spec.out_spec,
+        sorted(configs.items()),
+        strict,
+        sorted(ranges.items()),
+        compat.machine_key(),
+    ):
+        add(part)
+    for node in program.graph.nodes:
+        value = node.meta.get("val") if node.op == "placeholder" else None
+        if isinstance(value, torch.Tensor):
+            add((node.name, value.shape, value.dtype, value.stride(), value.device))
+    named = sorted(program.state_dict.items()) + sorted(program.constants.items())
+    for name, tensor in named:
+        add(name)
+        if isinstance(tensor, torch.Tensor):
+            add((tensor.dtype, tuple(tensor.shape)))
+            digest.update(_tensor_bytes(tensor))
+        else:
+            add(type(tensor).__qualname__)
+    return digest.hexdigest()
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    data = tensor.detach().cpu().contiguous()
+    if data.numel() == 0:
+        return b""
+    return ctypes.string_at(data.data_ptr(), data.numel() * data.element_size())
