@@ -126,6 +126,7 @@ class CompileChecker:
         timing_skip: Callable[[str], str | None] = lambda device: None,
         skip: Callable[[str], Any] | None = None,
         repro: Callable[[], ReproTarget | None] = lambda: None,
+        package_dir: Callable[[], str | None] = lambda: None,
     ) -> None:
         """``timing_skip`` says why timing cannot be trusted in this run (xdist workers,
         disabled benchmarks), if it cannot; ``skip`` turns a reason into the caller's
@@ -140,6 +141,7 @@ class CompileChecker:
         self.fallback_random = fallback_random
         self.database = database  # keep failing examples in Hypothesis's database
         self.repro = repro  # where a failed check writes its repro folder, if anywhere
+        self.package_dir = package_dir  # where AOTInductor packages are cached
 
     def compile(self, model: Callable[..., Any], **overrides: Any) -> Callable[..., Any]:
         """``torch.compile`` under this checker's mode and settings."""
@@ -408,6 +410,7 @@ class CompileChecker:
                 plan,
                 fallback_random=fallback_random,
                 cache_dir=self.cache_dir(),
+                package_dir=self.package_dir(),
                 test_id=self.test_id,
             )
         return CompileSession(settings, fallback_random=fallback_random, cache_dir=self.cache_dir())

@@ -52,14 +52,19 @@ class DeploymentSession:
         *,
         fallback_random: bool = True,
         cache_dir: str | None = None,
+        package_dir: str | None = None,
         test_id: str = "",
     ) -> None:
+        """``cache_dir``: a fresh inductor cache (``--compile-cold``), which also bypasses
+        the package cache; ``package_dir``: where packages are cached (default: beside
+        inductor's cache)."""
         self.settings = settings
         self.plan = plan
         self.target = settings.mode
         self.noun = NOUNS[self.target]
         self.fallback_random = fallback_random  # no effect: a package draws as it was built
         self.cache_dir = cache_dir
+        self.package_dir = package_dir
         self.test_id = test_id
         self.ranges = dict(plan.dims)
         self.seconds = 0.0
@@ -211,10 +216,11 @@ class DeploymentSession:
         configs = dict(self.settings.options or {})
         if self._lowerbound_off():
             configs[compat.CHECK_LOWERBOUND] = False
-        folder = os.path.join(
-            self.cache_dir or os.environ.get("TORCHINDUCTOR_CACHE_DIR") or tempfile.gettempdir(),
-            PACKAGE_DIR,
-        )
+        if self.cache_dir is not None:  # cold: nothing cached counts
+            folder = os.path.join(self.cache_dir, PACKAGE_DIR)
+        else:
+            inductor = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or tempfile.gettempdir()
+            folder = self.package_dir or os.path.join(inductor, PACKAGE_DIR)
         key = package_key(program, configs, self.test_id, self.settings.strict, self.ranges)
         path = os.path.join(folder, f"{key[:40]}.pt2")
         runner = None
@@ -240,7 +246,8 @@ class DeploymentSession:
             self.package_cached = False
         self.package_bytes = os.path.getsize(path)
         values = compat.user_output_values(program)
-        numbers = [i for i, v in enumerate(values) if isinstance(v, (int, float, bool))]
+        scalars = (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)
+        numbers = [i for i, v in enumerate(values) if isinstance(v, scalars)]
         return _Package(runner, numbers)
 
 

@@ -166,7 +166,14 @@ def _checker(item: Any, mode: str) -> Any:
         ),
         skip=_skip_at_test,
         repro=lambda: _repro_target(item),
+        package_dir=lambda: _package_dir(item.config),
     )
+
+
+def _package_dir(config: pytest.Config) -> str | None:
+    """AOTInductor packages are kept with pytest's cache (``--cache-clear`` drops them)."""
+    cache = getattr(config, "cache", None)
+    return str(cache.mkdir("torchcompile-aoti")) if cache is not None else None
 
 
 def _repro_target(item: Any) -> Any:

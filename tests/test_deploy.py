@@ -1,0 +1,256 @@
+"""Deployment targets: ``export`` and ``aoti`` in --compile-modes, real torch.export and
+AOTInductor on the CPU. Each verdict has a test that plants the defect it must catch: a
+Python branch that export specialises, a branch at size 1 that only the range's end shows,
+code export cannot trace, a target that accepts out-of-range inputs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import run
+from pytest_torchcompile import torch_compat as compat
+from pytest_torchcompile.deploying import export_sizes
+from pytest_torchcompile.errors import SettingsError
+
+TESTS = """
+import torch
+from models import MLP, ConvNet, TinyLM, TwoHeads
+from pytest_torchcompile import TensorSpec, compile_equivalent, compile_faster
+
+
+def seeded(model):
+    torch.manual_seed(0)
+    return model().eval()
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 128)], dims={"batch": (1, 64)}, examples=6)
+@compile_faster(min_speedup=0.01, max_time=1.0, inputs=[TensorSpec("batch", 128)],
+                dims={"batch": (1, 64)})
+def test_mlp():
+    return seeded(MLP)
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 3, 16, 16)], dims={"batch": (2, 8)}, examples=4)
+def test_convnet():
+    return seeded(ConvNet)
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 24)], dims={"batch": (2, 16)}, examples=4,
+                    max_graph_breaks=0)
+def test_dict_outputs():
+    return seeded(TwoHeads)
+
+
+@compile_equivalent(
+    inputs={"input_ids": TensorSpec("batch", "seq", dtype=torch.long, high=100)},
+    dims={"batch": (1, 4), "seq": (1, 32)},
+    examples=4,
+)
+def test_tiny_transformer():
+    return seeded(TinyLM)
+
+
+class Capped(torch.nn.Module):
+    def forward(self, x):
+        if x.shape[0] > 40:  # a Python branch on the dim: export keeps batch <= 40
+            return x[:40] * 2
+        return x * 2
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 3)], dims={"batch": (1, 64)})
+def test_branch_on_dim():
+    return Capped()
+
+
+class SqueezeOne(torch.nn.Module):
+    def forward(self, x):
+        if x.shape[0] == 1:  # export assumes sizes >= 2 and never takes this branch
+            return x.squeeze(0) * 3
+        return x * 3
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 3)], dims={"batch": (1, 8)}, examples=2)
+def test_branch_at_one():
+    return SqueezeOne()
+
+
+class DataDependent(torch.nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:  # data-dependent control flow
+            return x
+        return -x
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 3)], dims={"batch": (2, 8)})
+def test_untraceable():
+    return DataDependent()
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 128)], dims={"batch": (2, 16)}, grad=True,
+                    examples=3)
+def test_training_step():
+    return seeded(MLP).train()
+"""
+
+PERMISSIVE = """
+import pytest
+from pytest_torchcompile import deploying
+
+# A deliberately permissive target: AOTInductor's runtime input checks off, and the
+# exported program swapped for the eager module (which accepts any batch).
+deploying.DeploymentSession.input_checks = False
+_compile = deploying.DeploymentSession.compile
+
+
+def permissive(self, model):
+    compiled = _compile(self, model)
+    return model if self.target == "export" else compiled
+
+
+deploying.DeploymentSession.compile = permissive
+"""
+
+
+def _records(path: Path) -> dict[str, dict]:
+    report = json.loads(path.read_text())
+    return {f"{r['test_id'].split('::')[-1]}/{r['check']}": r for r in report["records"]}
+
+
+def _sections(out: str) -> dict[str, str]:
+    """Each failure's report, up to its captured output."""
+    found = re.findall(
+        r"_{3,} (test_\w+\[\w+\]) _{3,}\n(.*?)(?=\n_{3,} |\n=+ |\n-+ Captured)", out, re.S
+    )
+    return dict(found)
+
+
+@pytest.mark.skipif(compat.aoti_unavailable() is not None, reason="no AOTInductor here")
+def test_export_and_aoti_targets(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_deploy=TESTS)
+    modes = "--compile-modes=export,aoti"
+    result = run(suite, modes, "--compile-report=cold.json", "-W", "ignore::DeprecationWarning")
+    out = result.stdout.str()
+    records = _records(suite.path / "cold.json")
+    sections = _sections(out)
+
+    # The example models pass under both targets: outputs (dataclass, dict with an int),
+    # and, under export, gradients of a training step.
+    for name in ("test_mlp", "test_convnet", "test_dict_outputs", "test_tiny_transformer"):
+        for target in ("export", "aoti"):
+            assert records[f"{name}[{target}]/equivalent"]["outcome"] == "passed", out
+    assert records["test_training_step[export]/equivalent"]["outcome"] == "passed", out
+    aoti = records["test_mlp[aoti]/equivalent"]
+    assert aoti["backend"] == "aotinductor" and aoti["graphs"] == 1
+    assert aoti["package_bytes"] > 100_000
+    assert records["test_mlp[export]/equivalent"]["package_bytes"] is None
+    # The speed gate times the loaded package (a contended machine skips, never passes).
+    assert records["test_mlp[aoti]/faster"]["outcome"] in ("passed", "skipped")
+    # A health gate that cannot apply to a target is said so, never passed in silence.
+    dict_notes = records["test_dict_outputs[export]/equivalent"]["warnings"]
+    assert any("max_graph_breaks=0 does not apply to the export target" in w for w in dict_notes)
+    # Out of range: what was not probed is said, with torch's reason.
+    notes = records["test_convnet[export]/equivalent"]["warnings"]
+    assert any("batch=1 (below dims batch) not probed" in w for w in notes), notes
+
+    # A Python branch on a dim: the check fails before running, naming the dim, the range
+    # declared, the range export kept, export's reason and torch's fix.
+    branch = sections["test_branch_on_dim[export]"]
+    assert "export could not keep the dims declared dynamic" in branch
+    assert "dims batch=(1, 64): export narrowed it" in branch
+    assert "kept batch=(2, 40)" in branch
+    assert "torch suggests: batch = Dim('batch', max=40)" in branch
+    assert records["test_branch_on_dim[aoti]/equivalent"]["outcome"] == "failed"
+    assert records["test_branch_on_dim[export]/equivalent"]["examples"] is None  # none ran
+
+    # Export assumes sizes >= 2: only the range's end (batch=1, always run) shows the
+    # branch it never took.
+    for target in ("export", "aoti"):
+        one = sections[f"test_branch_at_one[{target}]"]
+        assert "compiled output differs from eager" in one
+        assert "smallest failing example: batch=1" in one
+
+    # Untraceable code fails short, with export's reason and the user's line.
+    untraceable = sections["test_untraceable[export]"]
+    assert "torch.export (non-strict) could not trace the model" in untraceable
+    assert "in user code:" in untraceable and "if x.sum() > 0" in untraceable
+    assert "Traceback" not in untraceable and len(untraceable.splitlines()) < 12
+
+    # A package has no autograd: grad checks are skipped under aoti, visibly.
+    skipped = records["test_training_step[aoti]/equivalent"]
+    assert skipped["outcome"] == "skipped"
+    assert "AOTInductor packages run inference only" in skipped["message"]
+    assert "INTERNALERROR" not in out
+
+    # A warm run loads each package from the cache instead of rebuilding it.
+    cold_seconds = records["test_tiny_transformer[aoti]/equivalent"]["compile_seconds"]
+    warm = run(suite, "--compile-modes=aoti", "-k", "mlp or transformer", "--compile-report=w.json")
+    warm_records = _records(suite.path / "w.json")
+    lm = warm_records["test_tiny_transformer[aoti]/equivalent"]
+    assert lm["outcome"] == "passed" and lm["package_cached"] is True, warm.stdout.str()
+    assert lm["compile_cache"] == "warm"
+    assert records["test_tiny_transformer[aoti]/equivalent"]["package_cached"] is False
+    assert lm["compile_seconds"] < cold_seconds
+
+    # Planted: a target that accepts out-of-range inputs fails the check.
+    suite.makeconftest(PERMISSIVE)
+    loose = run(suite, modes, "-k", "test_mlp", "--compile-report=p.json")
+    loose_out = loose.stdout.str()
+    assert "the AOTInductor package accepts batch=65, outside dims batch=(1, 64)" in loose_out
+    assert "the exported program accepts batch=65, outside dims batch=(1, 64)" in loose_out
+    assert _records(suite.path / "p.json")["test_mlp[aoti]/equivalent"]["outcome"] == "failed"
+
+
+def test_target_usage_errors(pytester: pytest.Pytester) -> None:
+    """Unknown modes list the targets; a fixture's compile() under a target says what to
+    use; a strategy input under a target is skipped with the reason."""
+    result = run(pytester, "--compile-modes=default,exprot")
+    assert "deployment targets: export, aoti" in result.stderr.str()
+    pytester.makepyfile(
+        """
+        import torch
+        from hypothesis import strategies as st
+        from pytest_torchcompile import compile_equivalent
+
+        def test_fixture(torchcompile):
+            torchcompile.compile(torch.nn.Linear(2, 2))
+
+        @compile_equivalent(inputs=st.just((torch.ones(2, 2),)), modes=("export",))
+        def test_strategy():
+            return torch.nn.Linear(2, 2)
+        """
+    )
+    result = run(pytester, "--compile-modes=export", "-rs")
+    out = result.stdout.str()
+    assert "compile() is torch.compile, and this test runs under the export target" in out
+    assert "a Hypothesis strategy declares none" in out
+    result.assert_outcomes(failed=1, skipped=1)
+
+
+def test_export_sizes_avoid_specialisation_and_equal_dims() -> None:
+    sizes = export_sizes({"batch": (1, 4), "seq": (1, 4), "fixed": (5, 5)}, {3})
+    assert sizes["fixed"] == 5
+    assert all(2 <= sizes[d] <= 4 for d in ("batch", "seq"))
+    assert len({sizes["batch"], sizes["seq"], 3}) == 3  # distinct, and not a fixed size
+    with pytest.raises(SettingsError, match="needs an example of at least 2"):
+        export_sizes({"batch": (0, 1)}, set())
+
+
+def test_violations_read_exports_words() -> None:
+    class Error(Exception):
+        msg = (
+            "Constraints violated (batch)!\n"
+            "  - You marked batch as dynamic but your code specialized it to be a constant "
+            "(7). If you're using mark_dynamic, ...\n"
+            "  - Not all values of seq = L['x'].size()[1] in the specified range seq <= 64 "
+            "satisfy the generated guard 3 <= L['x'].size()[1] and L['x'].size()[1] <= 64\n"
+            "Suggested fixes:\n  batch = 7\n  seq = Dim('seq', min=3, max=64)"
+        )
+
+    found = {v.dim: v for v in compat.violations(Error())}
+    assert found["batch"].constant == 7 and found["batch"].fix == "batch = 7"
+    assert found["seq"].kept == (3, 64)
+    assert "3 <= L['x'].size()[1]" in found["seq"].reason
