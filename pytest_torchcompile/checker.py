@@ -17,7 +17,7 @@ import torch
 
 from .compare import Comparison, LeafResult
 from .compiling import CheckSession, CompileSession, CompileStats, compile_kwargs, cudagraphs_unused
-from .deploying import BACKENDS, DeploymentSession
+from .deploying import BACKENDS, DeploymentSession, open_deployment
 from .devices import device_available
 from .diagnose import Diagnoser, Diagnosis
 from .equivalence import EquivalenceCheck, ExampleMismatch, Mismatch, cannot_fail
@@ -405,7 +405,7 @@ class CompileChecker:
         # Timing must measure the code users ship: inductor's own RNG, not eager's.
         fallback_random = self.fallback_random and not timed
         if is_target(settings.mode):
-            return DeploymentSession(
+            return open_deployment(
                 settings,
                 plan,
                 fallback_random=fallback_random,

@@ -15,12 +15,8 @@ packages are cached, keyed on everything that decides their code.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import hashlib
 import inspect
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -31,19 +27,19 @@ from . import torch_compat as compat
 from .compiling import CompileStats, environ, user_frame
 from .errors import CompileFailedError, ModelError, SettingsError
 from .inputs import InputPlan, TensorSpec
+from .packages import PackageCache, PackageInfo, first_lines, package_key
 from .running import describe_model_error, restore, snapshot
 from .settings import CompileSettings
 
-NOUNS = {"export": "exported program", "aoti": "AOTInductor package"}
 BACKENDS = {"export": "torch.export", "aoti": "aotinductor"}
-PACKAGE_DIR = "aoti-packages"
 
 
 class DeploymentSession:
-    """One check of a deployment target: export once, package (``aoti``), call."""
+    """The ``export`` target: export once, then run the exported program's module.
+    ``AotiSession`` builds on it. ``open_deployment`` picks the class for a target."""
 
     cudagraphs = False
-    input_checks = True  # AOTInductor's runtime input checks (a test turns them off)
+    noun = "exported program"
 
     def __init__(
         self,
@@ -61,28 +57,22 @@ class DeploymentSession:
         self.settings = settings
         self.plan = plan
         self.target = settings.mode
-        self.noun = NOUNS[self.target]
-        self.fallback_random = fallback_random  # no effect: a package draws as it was built
+        self.fallback_random = fallback_random
         self.cache_dir = cache_dir
         self.package_dir = package_dir
         self.test_id = test_id
         self.ranges = dict(plan.dims)
         self.seconds = 0.0
-        self.package_bytes: int | None = None
-        self.package_cached: bool | None = None
+        self.package: PackageInfo | None = None
         self.notes: list[str] = []
         self.compiled = False
-        # a package's buffers live inside it, out of reach of the module a check observes
-        self.unobserved: tuple[str, ...] = ("buffers",) if self.target == "aoti" else ()
+        self.unobserved: tuple[str, ...] = ()  # parts of a run the target cannot show
         self._sizes: dict[str, int] = {}
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> DeploymentSession:
         compat.reset()
         self._stack.enter_context(compat.quiet_structured_trace())
-        if self.target == "aoti" and self.input_checks:
-            # read once per loaded package: set before loading
-            self._stack.enter_context(environ(compat.RUNTIME_CHECKS_ENV, "1"))
         if self.cache_dir is not None:
             self._stack.enter_context(environ("TORCHINDUCTOR_CACHE_DIR", self.cache_dir))
         return self
@@ -99,11 +89,7 @@ class DeploymentSession:
         self._sizes = export_sizes(self.ranges, self.plan.static_sizes())
         example = self.plan.materialize(self._sizes, seed=0)
         self._register_outputs(module, example)
-        program = self._export(module, example)
-        if self.target == "export":
-            deployed: Callable[..., Any] = program.module()
-        else:
-            deployed = self._package(program)
+        deployed = self._deploy(self._export(module, example))
         self.seconds = time.perf_counter() - start
         self.compiled = True
         return deployed
@@ -116,7 +102,7 @@ class DeploymentSession:
         except Exception as error:
             raise CompileFailedError(
                 f"the {self.noun} raised on an input inside the declared dims:\n  "
-                + _first_lines(error)
+                + first_lines(error)
             ) from error
 
     def stats(self) -> CompileStats:
@@ -126,8 +112,8 @@ class DeploymentSession:
             compile_seconds_total=self.seconds,
             frames=1 if self.compiled else 0,
             target=self.target,
-            package_bytes=self.package_bytes,
-            package_cached=self.package_cached,
+            package_bytes=self.package.bytes if self.package else None,
+            package_cached=self.package.cached if self.package else None,
             notes=tuple(self.notes),
         )
 
@@ -157,29 +143,22 @@ class DeploymentSession:
                     continue  # refused, as it must be
                 failures.append(
                     f"the {self.noun} accepts {name}={size}, outside dims {name}=({low}, {high}): "
-                    "it would run on inputs it was never checked on"
-                    + (
-                        f" (AOTInductor checks inputs only with {compat.RUNTIME_CHECKS_ENV}=1)"
-                        if self.target == "aoti"
-                        else ""
-                    )
+                    f"it would run on inputs it was never checked on{self._accepts_hint}"
                 )
         return failures
 
+    _accepts_hint = ""
+
     def _lower_unchecked(self, low: int, high: int) -> str | None:
-        if low == high:  # a fixed size: checked for equality
-            return None
-        if self.target == "export" and low <= 2:
+        """Why a size below ``low`` cannot be refused by this target, if it cannot."""
+        if low < high and low <= 2:
             return "the exported module checks lower bounds above 2 only (torch's guards)"
-        if self.target == "aoti" and self._lowerbound_off():
-            return (
-                "the package's lower-bound checks are off, since a dim starts below 2 "
-                "(AOTInductor would refuse sizes below 2)"
-            )
         return None
 
-    def _lowerbound_off(self) -> bool:
-        return any(low < 2 for low, high in self.ranges.values() if low < high)
+    def _deploy(self, program: Any) -> Callable[..., Any]:
+        if self.settings.options:
+            self.notes.append("options= configure inductor: not used by the export target")
+        return program.module()
 
     # -- export and package ----------------------------------------------------------------
 
@@ -212,64 +191,63 @@ class DeploymentSession:
                 message = export_error_message(error, self.settings.strict)
             raise CompileFailedError(message) from error
 
-    def _package(self, program: Any) -> Callable[..., Any]:
+
+class AotiSession(DeploymentSession):
+    """The ``aoti`` target: the exported program compiled by AOTInductor into a package,
+    cached, and loaded back as a server loads it, with its runtime input checks on."""
+
+    noun = "AOTInductor package"
+    input_checks = True  # AOTInductor's runtime input checks (a test turns them off)
+    _accepts_hint = f" (AOTInductor checks inputs only with {compat.RUNTIME_CHECKS_ENV}=1)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # a package's buffers live inside it, out of reach of the module a check observes
+        self.unobserved = ("buffers",)
+
+    def __enter__(self) -> AotiSession:
+        super().__enter__()
+        if self.input_checks:  # read once per loaded package: set before loading
+            self._stack.enter_context(environ(compat.RUNTIME_CHECKS_ENV, "1"))
+        return self
+
+    def _lower_unchecked(self, low: int, high: int) -> str | None:
+        if low < high and self._lowerbound_off():
+            return (
+                "the package's lower-bound checks are off, since a dim starts below 2 "
+                "(AOTInductor would refuse sizes below 2)"
+            )
+        return None
+
+    def _lowerbound_off(self) -> bool:
+        return any(low < 2 for low, high in self.ranges.values() if low < high)
+
+    def _deploy(self, program: Any) -> Callable[..., Any]:
         configs = dict(self.settings.options or {})
+        if self.fallback_random:  # random ops draw as eager's do, as under torch.compile
+            configs.setdefault("fallback_random", True)
         if self._lowerbound_off():
             configs[compat.CHECK_LOWERBOUND] = False
-        if self.cache_dir is not None:  # cold: nothing cached counts
-            folder = os.path.join(self.cache_dir, PACKAGE_DIR)
-        else:
-            inductor = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or tempfile.gettempdir()
-            folder = self.package_dir or os.path.join(inductor, PACKAGE_DIR)
+        cache = PackageCache(self.cache_dir, self.package_dir)
         key = package_key(program, configs, self.test_id, self.settings.strict, self.ranges)
-        path = os.path.join(folder, f"{key[:40]}.pt2")
-        runner = None
-        if os.path.exists(path):
-            try:
-                runner = compat.aoti_load(path)
-                self.package_cached = True
-            except Exception:  # a damaged package: build it again
-                os.remove(path)
-        if runner is None:
-            os.makedirs(folder, exist_ok=True)
-            partial = f"{path[:-4]}.{os.getpid()}.partial.pt2"
-            try:
-                compat.aoti_compile(program, partial, configs)
-            except Exception as error:
-                with contextlib.suppress(OSError):
-                    os.remove(partial)
-                raise CompileFailedError(
-                    "AOTInductor could not compile the exported program:\n  " + _first_lines(error)
-                ) from error
-            os.replace(partial, path)  # whole or not at all
-            runner = compat.aoti_load(path)
-            self.package_cached = False
-        self.package_bytes = os.path.getsize(path)
-        values = compat.user_output_values(program)
-        scalars = (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)
-        numbers = [i for i, v in enumerate(values) if isinstance(v, scalars)]
-        return _Package(runner, numbers)
+        deployed, self.package = cache.load_or_build(program, key, configs)
+        if self.package.cached and self.settings.max_compile_time is not None:
+            self.notes.append(
+                f"max_compile_time={self.settings.max_compile_time:g} s was checked against "
+                "export and loading the cached package; --compile-cold gates the build itself"
+            )
+        if any(True for _ in program.buffers()):
+            self.notes.append(
+                "buffers live inside the AOTInductor package: outputs and inputs were "
+                "compared, buffers were not"
+            )
+        return deployed
 
 
-class _Package:
-    """A loaded package, called as the model is: numbers it returns come back as numbers
-    (AOTInductor hands them back as 0-dim tensors)."""
-
-    def __init__(self, runner: Any, numbers: list[int]) -> None:
-        self.runner = runner
-        self.numbers = numbers
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        out = self.runner(*args, **kwargs)
-        if not self.numbers:
-            return out
-        from torch.utils._pytree import tree_flatten, tree_unflatten
-
-        leaves, spec = tree_flatten(out)
-        for i in self.numbers:
-            if isinstance(leaves[i], torch.Tensor) and leaves[i].dim() == 0:
-                leaves[i] = leaves[i].item()
-        return tree_unflatten(leaves, spec)
+def open_deployment(settings: CompileSettings, plan: InputPlan, **kwargs: Any) -> DeploymentSession:
+    """The session for ``settings.mode``'s deployment target."""
+    cls = AotiSession if settings.mode == "aoti" else DeploymentSession
+    return cls(settings, plan, **kwargs)
 
 
 class _Function(torch.nn.Module):
@@ -279,8 +257,8 @@ class _Function(torch.nn.Module):
         super().__init__()
         self.fn = fn
 
-    def forward(self, *args: Any) -> Any:
-        return self.fn(*args)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
 
 
 # -- dims ------------------------------------------------------------------------------------
@@ -359,7 +337,7 @@ def specialisation_message(error: BaseException, ranges: Mapping[str, tuple[int,
         if v.fix:
             lines.append(f"    torch suggests: {v.fix}")
     if not found:
-        lines.append("  " + _first_lines(error))
+        lines.append("  " + first_lines(error))
     lines.append(
         "the model's code fixes or bounds these sizes (a Python branch, a view or a check on "
         "them): make it size-generic, or declare in dims= the range it really supports"
@@ -370,7 +348,7 @@ def specialisation_message(error: BaseException, ranges: Mapping[str, tuple[int,
 def export_error_message(error: BaseException, strict: bool) -> str:
     lines = [
         f"torch.export ({'strict' if strict else 'non-strict'}) could not trace the model:",
-        "  " + _first_lines(error),
+        "  " + first_lines(error),
     ]
     frame = _export_user_frame(str(error)) or user_frame(error)
     if frame:
@@ -387,67 +365,3 @@ def _export_user_frame(text: str) -> str | None:
         return None
     path, line, func, code = frames[-1]
     return f"{path}:{line} in {func}: {code.strip()}"
-
-
-_NOISE = ("Set TORCHDYNAMO_VERBOSE", "For more information", "For even more developer context")
-
-
-def _first_lines(error: BaseException, count: int = 3) -> str:
-    text = str(getattr(error, "msg", None) or error).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(_NOISE)]
-    head = "\n  ".join(lines[:count])
-    return f"{type(error).__name__}: {head}"
-
-
-# -- the package cache -----------------------------------------------------------------------
-
-
-def package_key(
-    program: Any,
-    configs: Mapping[str, Any],
-    test_id: str,
-    strict: bool,
-    ranges: Mapping[str, tuple[int, int]],
-) -> str:
-    """Everything a package's code depends on: the graph, its ranges and input specs, the
-    weights, inductor's configs, the torch release and the host's vector ISA. (The saved
-    program's bytes are not reproducible between runs, so they are not hashed.)"""
-    digest = hashlib.sha256()
-
-    def add(part: Any) -> None:
-        digest.update(str(part).encode())
-        digest.update(b"\0")
-
-    for part in (
-        torch.__version__,
-        test_id,
-        program.graph_module.code,
-        program.range_constraints,
-        program.call_spec.in_spec,
-        program.call_spec.out_spec,
-        sorted(configs.items()),
-        strict,
-        sorted(ranges.items()),
-        compat.machine_key(),
-    ):
-        add(part)
-    for node in program.graph.nodes:
-        value = node.meta.get("val") if node.op == "placeholder" else None
-        if isinstance(value, torch.Tensor):
-            add((node.name, value.shape, value.dtype, value.stride(), value.device))
-    named = sorted(program.state_dict.items()) + sorted(program.constants.items())
-    for name, tensor in named:
-        add(name)
-        if isinstance(tensor, torch.Tensor):
-            add((tensor.dtype, tuple(tensor.shape)))
-            digest.update(_tensor_bytes(tensor))
-        else:
-            add(type(tensor).__qualname__)
-    return digest.hexdigest()
-
-
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    data = tensor.detach().cpu().contiguous()
-    if data.numel() == 0:
-        return b""
-    return ctypes.string_at(data.data_ptr(), data.numel() * data.element_size())

@@ -210,6 +210,9 @@ class EquivalenceCheck:
         self.examples_run += 1
         restore(self.eager, self.state)
         restore(self.compiled_module, self.state)
+        reset_state = getattr(self.compiled, "reset_state", None)
+        if reset_state is not None:  # a deployed package keeps its own buffers
+            reset_state()
         grad, device = self.settings.grad, self.settings.device
         eager = observe_eager(self.eager, self.eager, example, grad=grad, device=device)
         compiled = self.session.call(

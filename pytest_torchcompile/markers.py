@@ -28,8 +28,9 @@ _MARKER_SUMMARY = {
     "compile_equivalent": (
         "the test returns a model (or (model, inputs)); it is compiled under every "
         "--compile-modes mode or deployment target (export, aoti) and checked against eager "
-        "on Hypothesis-drawn shapes, the ends of dims= included; a "
-        "failure is diagnosed (diagnose='auto', 'deep' or 'off')."
+        "on Hypothesis-drawn shapes (under a target, the ends of dims= always among them, "
+        "and sizes past them refused); a failure is diagnosed (diagnose='auto', 'deep' or "
+        "'off')."
     ),
     "compile_faster": (
         "the test returns a model; compiled must be at least min_speedup times faster than "

@@ -102,7 +102,7 @@ from pytest_torchcompile import deploying
 
 # A deliberately permissive target: AOTInductor's runtime input checks off, and the
 # exported program swapped for the eager module (which accepts any batch).
-deploying.DeploymentSession.input_checks = False
+deploying.AotiSession.input_checks = False
 _compile = deploying.DeploymentSession.compile
 
 
@@ -230,6 +230,29 @@ def test_target_usage_errors(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(failed=1, skipped=1)
 
 
+def test_aoti_skips_without_a_compiler(pytester: pytest.Pytester) -> None:
+    """Planted: no C++ compiler. aoti items are skipped with the reason, never passed."""
+    pytester.makeconftest(
+        """
+        from pytest_torchcompile import torch_compat
+        torch_compat.aoti_unavailable = lambda: "no C++ compiler for AOTInductor (planted)"
+        """
+    )
+    pytester.makepyfile(
+        """
+        import torch
+        from pytest_torchcompile import TensorSpec, compile_equivalent
+
+        @compile_equivalent(inputs=[TensorSpec("batch", 4)], dims={"batch": (2, 8)})
+        def test_linear():
+            return torch.nn.Linear(4, 4)
+        """
+    )
+    result = run(pytester, "--compile-modes=aoti", "-rs")
+    result.assert_outcomes(skipped=1)
+    assert "aoti cannot run here: no C++ compiler for AOTInductor (planted)" in result.stdout.str()
+
+
 def test_export_sizes_avoid_specialisation_and_equal_dims() -> None:
     sizes = export_sizes({"batch": (1, 4), "seq": (1, 4), "fixed": (5, 5)}, {3})
     assert sizes["fixed"] == 5
@@ -254,3 +277,55 @@ def test_violations_read_exports_words() -> None:
     assert found["batch"].constant == 7 and found["batch"].fix == "batch = 7"
     assert found["seq"].kept == (3, 64)
     assert "3 <= L['x'].size()[1]" in found["seq"].reason
+
+
+def _program(scale: float, seed: int = 0):
+    import torch
+
+    class Model(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            with torch.no_grad():  # a block export keeps as a submodule graph
+                y = self.lin(x) * scale
+            return y + 1
+
+    torch.manual_seed(seed)
+    batch = torch.export.Dim("batch", min=1, max=8)
+    return torch.export.export(Model(), (torch.randn(3, 4),), dynamic_shapes=({0: batch},))
+
+
+def test_package_key_sees_weights_and_nested_graphs() -> None:
+    from pytest_torchcompile.packages import package_key
+
+    def key(program, **changes):
+        args = {"configs": {}, "test_id": "t", "strict": False, "ranges": {"batch": (1, 8)}}
+        args.update(changes)
+        return package_key(program, **args)
+
+    base = key(_program(2.0))
+    assert key(_program(2.0)) == base  # stable across exports
+    assert key(_program(3.0)) != base  # code inside a no_grad block
+    assert key(_program(2.0, seed=1)) != base  # weights
+    assert key(_program(2.0), configs={"max_autotune": True}) != base
+    assert key(_program(2.0), ranges={"batch": (1, 16)}) != base
+    assert key(_program(2.0), test_id="u") != base
+
+
+def test_cold_runs_bypass_the_package_cache(tmp_path: Path) -> None:
+    from pytest_torchcompile.packages import PACKAGE_DIR, PackageCache
+
+    assert PackageCache(None, str(tmp_path / "kept")).folder == str(tmp_path / "kept")
+    cold = PackageCache(str(tmp_path / "cold"), str(tmp_path / "kept"))
+    assert cold.folder == str(tmp_path / "cold" / PACKAGE_DIR)
+
+
+def test_numbers_come_back_as_numbers() -> None:
+    import torch
+
+    out = {"logits": torch.ones(2), "n": torch.tensor(3)}
+    back = compat.numbers_back(out, [1])
+    assert back["n"] == 3 and isinstance(back["n"], int)
+    assert isinstance(back["logits"], torch.Tensor)

@@ -3,6 +3,7 @@ need (torch 2.13's behaviour is written up in docs/export-aoti-research.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import platform
 import re
@@ -146,6 +147,17 @@ def user_output_values(program: Any) -> list[Any]:
     return [v.meta.get("val") if isinstance(v, torch.fx.Node) else v for v in user]
 
 
+def numbers_back(out: Any, positions: list[int]) -> Any:
+    """``out`` with the 0-dim tensors at these flat positions turned back into numbers."""
+    from torch.utils._pytree import tree_flatten, tree_unflatten
+
+    leaves, spec = tree_flatten(out)
+    for i in positions:
+        if isinstance(leaves[i], torch.Tensor) and leaves[i].dim() == 0:
+            leaves[i] = leaves[i].item()
+    return tree_unflatten(leaves, spec)
+
+
 def aoti_unavailable() -> str | None:
     """Why AOTInductor cannot build a package here; None where it can."""
     try:
@@ -176,5 +188,16 @@ def aoti_load(path: str) -> Any:
 
 def machine_key() -> str:
     """What a package's compiled code depends on beyond its graph: AOTInductor builds with
-    the host's vector ISA."""
-    return f"{platform.machine()}-{torch.backends.cpu.get_cpu_capability()}"
+    ``-march=native``, so the host's CPU flags (a package restored onto another CPU could
+    die of an illegal instruction), and inductor's global config (environment variables,
+    a conftest's patches)."""
+    flags = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        flags = next((ln for ln in cpuinfo if ln.startswith(("flags", "Features"))), "")
+    config = ""
+    with contextlib.suppress(Exception):
+        from torch._inductor import config as inductor_config
+
+        config = repr(sorted(inductor_config.save_config_portable().items()))
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{platform.machine()}-{capability}-{platform.processor()}-{flags}-{config}"
