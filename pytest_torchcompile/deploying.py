@@ -346,21 +346,45 @@ def specialisation_message(error: BaseException, ranges: Mapping[str, tuple[int,
 
 
 def export_error_message(error: BaseException, strict: bool) -> str:
+    unknown = _UNKNOWN_OUTPUT.search(str(error))
+    if unknown:  # an output type export cannot return: say what to change, not why
+        return unknown_output_message(unknown.group(1))
     lines = [
         f"torch.export ({'strict' if strict else 'non-strict'}) could not trace the model:",
         "  " + first_lines(error),
     ]
     frame = _export_user_frame(str(error)) or user_frame(error)
-    if frame:
+    if frame and not frame.startswith("<"):
         lines.append(f"  in user code: {frame}")
     return "\n".join(lines)
+
+
+_UNKNOWN_OUTPUT = re.compile(r"Found <class '([\w.]+)'> in output, which is not a known type")
+
+
+def unknown_output_message(cls: str) -> str:
+    text = (
+        f"torch.export cannot return the model's {cls}: it is not a pytree type, so an "
+        "exported program cannot hold it; "
+    )
+    if cls.startswith("transformers."):
+        return text + (
+            "a transformers cache comes back while use_cache is on: build the model as you "
+            "would to export it, with model.config.use_cache = False"
+        )
+    return text + (
+        "return tensors (or dataclasses, lists, dicts of them), or register the type with "
+        "torch.utils._pytree.register_pytree_node"
+    )
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
 
 
 def _export_user_frame(text: str) -> str | None:
-    frames = [f for f in _FRAME.findall(text) if not compat.in_torch(f[0])]
+    frames = [
+        f for f in _FRAME.findall(text) if not compat.in_torch(f[0]) and not f[0].startswith("<")
+    ]
     if not frames:
         return None
     path, line, func, code = frames[-1]

@@ -167,3 +167,55 @@ def test_the_zoo(suite):
     assert text.count("compiled output differs from eager") >= 6
     assert "out.logits is all zeros in eager" in text or "out is all zeros" in text
     assert "this check cannot detect a wrong result" in text
+
+
+DEPLOY_SUITE = """
+import pytest, torch
+import zoo_models as zoo
+from pytest_torchcompile import TensorSpec, compile_equivalent
+
+TEXT = dict(inputs={"input_ids": TensorSpec("batch", "seq", dtype=torch.long, high=zoo.VOCAB)},
+            dims={"batch": (1, 2), "seq": (4, 8)}, examples=2)
+
+
+@pytest.fixture(params=["gpt2", "llama", "bert", "bart"])
+def text_model(request):
+    model = getattr(zoo, request.param)().eval()
+    model.config.use_cache = False  # as a model is exported for serving
+    return model
+
+
+@compile_equivalent(**TEXT)
+def test_text(text_model):
+    return text_model
+
+
+@compile_equivalent(**dict(TEXT, modes=("export",)))
+def test_cache_on():
+    return zoo.gpt2().eval()  # returns a DynamicCache: export cannot
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 3, 32, 32)], dims={"batch": (1, 2)}, examples=1)
+def test_resnet():
+    return zoo.resnet18().eval()
+"""
+
+
+def test_the_zoo_deploys(suite):
+    """The zoo under export and AOTInductor: what ships is checked over the dims' range."""
+    suite.makeconftest(CONFTEST)
+    suite.makepyfile(zoo_models=MODELS, test_zoo_deploy=DEPLOY_SUITE)
+    result = run(suite, "--compile-modes=export,aoti", "-v", "-W", "ignore")
+    verdict = re.compile(r"^test_zoo_deploy\.py::(\S+) (PASSED|FAILED)")
+    outcomes = dict(m.groups() for m in map(verdict.match, result.stdout.lines) if m)
+    want = {
+        f"test_text[{m}-{t}]": "PASSED"
+        for m in ("gpt2", "llama", "bert", "bart")
+        for t in ("export", "aoti")
+    }
+    want |= {"test_resnet[export]": "PASSED", "test_resnet[aoti]": "PASSED"}
+    want["test_cache_on[export]"] = "FAILED"
+    assert outcomes == want, result.stdout.str()[-6000:]
+    text = result.stdout.str()
+    assert "torch.export cannot return the model's transformers.cache_utils.DynamicCache" in text
+    assert "model.config.use_cache = False" in text
