@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from .compare import Comparison, LeafResult
-from .compiling import CheckSession, CompileSession, CompileStats, compile_kwargs, cudagraphs_unused
+from .compiling import CheckSession, CompileSession, CompileStats, compile_kwargs
 from .deploying import BACKENDS, DeploymentSession, open_deployment
 from .devices import device_available
 from .diagnose import Diagnoser, Diagnosis
 from .equivalence import EquivalenceCheck, ExampleMismatch, Mismatch, cannot_fail
 from .errors import CheckSkipped, CompileCheckError, CompileFailedError, SettingsError
+from .gates import health_failures, health_notes, memory_failures
 from .inputs import Example, InputPlan
 from .markers import parse_marker
 from .records import CheckRecord
@@ -35,57 +36,6 @@ class VacuousCheckWarning(UserWarning):
     """A check passed, but some outputs it compared could not have shown a wrong result
     (constant or all zeros in eager). ``-W error::pytest_torchcompile.VacuousCheckWarning``
     turns it into a failure."""
-
-
-def health_failures(stats: CompileStats, settings: CompileSettings) -> list[str]:
-    """Graph-break, recompile and compile-time gates; each failure lists the evidence."""
-    failures = []
-    if stats.target is None and (
-        settings.max_graph_breaks is not None
-        and len(stats.graph_breaks) > settings.max_graph_breaks
-    ):
-        failures.append(
-            f"{len(stats.graph_breaks)} graph break(s), max_graph_breaks="
-            f"{settings.max_graph_breaks}:"
-            + "".join(f"\n  {b.describe()}" for b in stats.graph_breaks)
-        )
-    recompiles = settings.max_recompiles
-    if stats.target is None and recompiles is not None and len(stats.recompiles) > recompiles:
-        failures.append(
-            f"{len(stats.recompiles)} recompile(s), max_recompiles={settings.max_recompiles}:"
-            + "".join(f"\n  {r.describe()}" for r in stats.recompiles)
-        )
-    limit = settings.max_compile_time
-    if limit is not None and stats.compile_seconds > limit:
-        failures.append(
-            f"first compile took {stats.compile_seconds:.2f} s, max_compile_time={limit:g} s"
-        )
-    skips = settings.max_cudagraph_skips
-    if skips is not None and stats.cudagraphs and len(stats.cudagraph_skips) > skips:
-        failures.append(
-            f"{len(stats.cudagraph_skips)} CUDA graph skip(s), max_cudagraph_skips={skips}: "
-            "these graphs run without CUDA graphs, torch says why:"
-            + "".join(f"\n  {s.describe()}" for s in stats.cudagraph_skips)
-        )
-    return failures
-
-
-def health_notes(stats: CompileStats, settings: CompileSettings) -> list[str]:
-    """Gates that could not apply to this check: said in the record and warned, never
-    passed in silence (a skip would hide the check's own verdict)."""
-    notes = list(stats.notes)
-    if stats.target is not None:
-        for name in ("max_graph_breaks", "max_recompiles"):
-            if getattr(settings, name) is not None:
-                notes.append(
-                    f"{name}={getattr(settings, name)} does not apply to the {stats.target} "
-                    "target: export traces one whole graph, or fails"
-                )
-    skips = settings.max_cudagraph_skips
-    if skips is None or stats.cudagraphs:
-        return notes
-    why = cudagraphs_unused(settings) or "CUDA graphs were not in play"
-    return [*notes, f"max_cudagraph_skips={skips} was not checked: {why}"]
 
 
 @dataclasses.dataclass
@@ -275,7 +225,7 @@ class CompileChecker:
                 kept = {k: v for k, v in fields.items() if not k.startswith("speedup")}
                 return _Outcome(fields=kept, compiled=check.compiled, skipped=decision.describe())
             failures = [] if decision.passed else [decision.describe()]
-            failures += _memory_failures(timing, settings)
+            failures += memory_failures(timing, settings)
             return _Outcome(failures, fields, [], check.compiled, timing)
 
         return self._run("compile_faster", model, inputs, dims, overrides, body)
@@ -485,24 +435,3 @@ def _error_fields(worst: LeafResult | None, settings: CompileSettings) -> dict[s
         "atol": worst.effective_atol if worst else settings.atol,
         "rtol": worst.rtol if worst else settings.rtol,
     }
-
-
-def _memory_failures(timing: Timing, settings: CompileSettings) -> list[str]:
-    ratio_limit = settings.max_memory_ratio
-    if ratio_limit is None:
-        return []
-    eager, compiled = timing.eager_peak_memory, timing.compiled_peak_memory
-    if eager is None or compiled is None:
-        warnings.warn(
-            f"max_memory_ratio={ratio_limit:g} was not checked: peak memory is measured on "
-            f"CUDA only, and this check ran on {settings.device!r}",
-            stacklevel=2,
-        )
-        return []
-    ratio = compiled / max(eager, 1)
-    if ratio <= ratio_limit:
-        return []
-    return [
-        f"compiled peak memory {compiled / 2**20:.1f} MiB is {ratio:.2f}x eager's "
-        f"{eager / 2**20:.1f} MiB, max_memory_ratio={ratio_limit:g}"
-    ]

@@ -25,9 +25,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .errors import CompileCheckError
+from .errors import CompileCheckError, SettingsError
 from .records import CheckRecord
-from .settings import SAFE_COMPILE_ARGS, CompileSettings, declarations
+from .settings import SAFE_COMPILE_ARGS, CompileSettings, declarations, is_target
 
 log = logging.getLogger("pytest_torchcompile")
 _UNSET: Any = object()
@@ -85,6 +85,12 @@ def safe_compile(
     if device is not None:
         given["device"] = device
     resolved = base.replace(**given).validate_names()
+    if is_target(resolved.mode):
+        raise SettingsError(
+            f"safe_compile compiles with torch.compile; {resolved.mode!r} is a deployment "
+            "target, checked by the markers over a range of shapes (dims=): give "
+            "safe_compile an inductor mode"
+        )
     from .checker import CompileChecker
 
     checker = CompileChecker(

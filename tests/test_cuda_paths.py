@@ -13,9 +13,9 @@ import torch
 
 from pytest_torchcompile import CompileChecker, CompileSettings, SettingsError, TensorSpec
 from pytest_torchcompile import torch_compat as compat
-from pytest_torchcompile.checker import health_failures, health_notes
 from pytest_torchcompile.compiling import CompileSession, CompileStats, cudagraphs_unused
 from pytest_torchcompile.cudagraph_skips import UNSTATED_SKIP, CudagraphSkip, parse_cudagraph_skip
+from pytest_torchcompile.gates import health_failures, health_notes
 from pytest_torchcompile.markers import parse_marker
 from pytest_torchcompile.records import CheckRecord
 from pytest_torchcompile.timing import MAX_WARMUP_CALLS, WARMUP_CALLS, measure, warm_up

@@ -329,3 +329,12 @@ def test_numbers_come_back_as_numbers() -> None:
     back = compat.numbers_back(out, [1])
     assert back["n"] == 3 and isinstance(back["n"], int)
     assert isinstance(back["logits"], torch.Tensor)
+
+
+def test_safe_compile_refuses_a_target() -> None:
+    import torch
+
+    from pytest_torchcompile import safe_compile
+
+    with pytest.raises(SettingsError, match="'aoti' is a deployment target"):
+        safe_compile(torch.nn.Linear(2, 2), (torch.ones(1, 2),), mode="aoti")

@@ -4,8 +4,8 @@ the table renders every outcome."""
 
 import dataclasses
 
-from pytest_torchcompile.checker import health_failures
 from pytest_torchcompile.compiling import CompileStats, GraphBreak, Recompile
+from pytest_torchcompile.gates import health_failures
 from pytest_torchcompile.records import CheckRecord
 from pytest_torchcompile.report import compare_to_baseline
 from pytest_torchcompile.settings import CompileSettings
