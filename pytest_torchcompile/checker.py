@@ -17,7 +17,7 @@ import torch
 
 from .compare import Comparison, LeafResult
 from .compiling import CheckSession, CompileSession, CompileStats, compile_kwargs
-from .deploying import BACKENDS, DeploymentSession, open_deployment
+from .deploying import BACKENDS, DeploymentSession, export_sizes, open_deployment
 from .devices import device_available
 from .diagnose import Diagnoser, Diagnosis
 from .equivalence import EquivalenceCheck, ExampleMismatch, Mismatch, cannot_fail
@@ -97,10 +97,12 @@ class CompileChecker:
         """``torch.compile`` under this checker's mode and settings."""
         settings = self.settings.replace(**overrides)
         if is_target(settings.mode):
-            raise SettingsError(
+            reason = (
                 f"compile() is torch.compile, and this test runs under the {settings.mode} "
                 "target, which needs example inputs: use assert_equivalent(model, inputs)"
             )
+            self.skip(reason)  # the plugin's skip raises; safe_compile never gets here
+            raise CheckSkipped(reason)
         return torch.compile(model, **compile_kwargs(settings))
 
     def assert_equivalent(
@@ -127,32 +129,26 @@ class CompileChecker:
     ) -> Checked:
         def body(settings: CompileSettings, plan: InputPlan, session: CheckSession) -> _Outcome:
             key = f"{self.test_id}::{settings.mode}" if self.database else None
-            deploying = isinstance(session, DeploymentSession)
             check = EquivalenceCheck(
-                model,
-                plan,
-                settings,
-                session,
-                database_key=key,
-                in_place=in_place,
-                ends=deploying,  # a deployed program serves its whole range: check both ends
+                model, plan, settings, session, database_key=key, in_place=in_place
             )
             try:
                 result = check.search()
             except CompileFailedError as error:  # the compiler raised on one example
-                if error.example is None or deploying:
+                if error.example is None or not session.diagnosable:
                     raise
                 return _Outcome(error=error, diagnose=self._diagnoser(check, error.example))
             fields = {"examples": result.examples, **_error_fields(result.worst, settings)}
             failures = [] if result.passed else [str(result.message)]
-            if isinstance(session, DeploymentSession) and result.passed:
-                failures += session.out_of_range(check.compiled)
+            if result.passed:
+                failures += session.after_search(check.compiled)
             outcome = _Outcome(failures, fields, result.warnings(), check.compiled)
-            if result.mismatch is not None and not deploying:
+            if result.mismatch is not None:
                 fields["example"] = result.mismatch.example.provenance()
-                outcome.diagnose = self._diagnoser(
-                    check, result.mismatch.example, result.mismatch.comparison
-                )
+                if session.diagnosable:
+                    outcome.diagnose = self._diagnoser(
+                        check, result.mismatch.example, result.mismatch.comparison
+                    )
             return outcome
 
         return self._run("compile_equivalent", model, inputs, dims, overrides, body)
@@ -410,6 +406,7 @@ def _check_target(settings: CompileSettings, plan: InputPlan) -> None:
             f"the {settings.mode} target exports for the dims TensorSpecs declare; a Hypothesis "
             "strategy declares none: give TensorSpecs with dims= to check it"
         )
+    export_sizes(plan.dims, plan.static_sizes())  # a range export cannot take: say so now
     if settings.mode == "aoti":
         from . import torch_compat as compat
 

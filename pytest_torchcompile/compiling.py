@@ -16,8 +16,6 @@ import dataclasses
 import inspect
 import logging
 import os
-import re
-import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -29,6 +27,7 @@ from .errors import CompileFailedError, NotCompiledError
 from .listening import listening
 from .settings import DEFAULT_MODE, CompileSettings, is_target
 from .torch_compat import FrameMetrics
+from .tracebacks import describe_compile_error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,10 +204,19 @@ class CheckSession(Protocol):
     settings: CompileSettings
     fallback_random: bool
     cudagraphs: bool
+    ends: bool  # the search always runs the range's ends (a deployed program serves them)
+    diagnosable: bool  # a failure can be diagnosed by climbing torch.compile's stages
+    unobserved: tuple[str, ...]  # parts of a run (e.g. "buffers") the compiled side hides
 
     def compile(self, model: Callable[..., Any]) -> Callable[..., Any]: ...
 
     def call(self, fn: Callable[[], Any]) -> Any: ...
+
+    def before_example(self) -> None:
+        """Called before each example, after the models' state is restored."""
+
+    def after_search(self, compiled: Callable[..., Any]) -> list[str]:
+        """Failures of what the target must do beyond matching eager in range."""
 
     def stats(self) -> CompileStats: ...
 
@@ -217,6 +225,10 @@ class CheckSession(Protocol):
 
 class CompileSession:
     """One isolated compile check. Use as a context manager around every compiled call."""
+
+    ends = False  # Hypothesis leans to small sizes on its own
+    diagnosable = True
+    unobserved: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -308,6 +320,12 @@ class CompileSession:
     def graphs(self) -> int:
         return compat.graph_count() - self._graphs_before
 
+    def before_example(self) -> None:
+        """Restoring parameters and buffers in place is all a compiled module needs."""
+
+    def after_search(self, compiled: Callable[..., Any]) -> list[str]:
+        return []
+
     def stats(self) -> CompileStats:
         # One model per session is the rule; with several, torch's wrapper frames cannot
         # be told apart, so they keep torch's name.
@@ -380,49 +398,3 @@ def environ(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
-
-
-# -- compile errors --------------------------------------------------------------------------
-
-_INTERNAL = (
-    compat.TORCH_DIR,
-    os.path.dirname(__file__),
-    f"{os.sep}hypothesis{os.sep}",
-    f"{os.sep}_pytest{os.sep}",
-    f"{os.sep}pluggy{os.sep}",
-)
-
-
-def describe_compile_error(error: BaseException, settings: CompileSettings) -> str:
-    """Exception type, its first lines, and the user-code frame it points at."""
-    text = str(error).strip()
-    noise = ("Set TORCHDYNAMO_VERBOSE", "For even more developer context")
-    lines_ = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
-    head = "\n".join(lines_[:3])
-    lines = [
-        f"compiling with mode={settings.mode}, backend={settings.backend} raised "
-        f"{type(error).__module__}.{type(error).__name__}:",
-        "  " + head.replace("\n", "\n  "),
-    ]
-    user_frame = _user_frame(text, error)
-    if user_frame:
-        lines.append(f"  in user code: {user_frame}")
-    return "\n".join(lines)
-
-
-def _user_frame(text: str, error: BaseException) -> str | None:
-    marker = "from user code:"
-    if marker in text:
-        frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)', text.split(marker)[1])
-        if frames:
-            path, line, func, code = frames[-1]
-            return f"{path}:{line} in {func}: {code.strip()}"
-    return user_frame(error)
-
-
-def user_frame(error: BaseException) -> str | None:
-    """The innermost traceback frame outside torch, this plugin and the test runner."""
-    for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        if not any(part in frame.filename for part in _INTERNAL):
-            return f"{frame.filename}:{frame.lineno} in {frame.name}: {frame.line}"
-    return None

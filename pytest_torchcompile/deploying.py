@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -24,12 +23,13 @@ from typing import Any
 import torch
 
 from . import torch_compat as compat
-from .compiling import CompileStats, environ, user_frame
+from .compiling import CompileStats, environ
 from .errors import CompileFailedError, ModelError, SettingsError
 from .inputs import InputPlan, TensorSpec
-from .packages import PackageCache, PackageInfo, first_lines, package_key
+from .packages import PackageCache, PackageInfo, package_key
 from .running import describe_model_error, restore, snapshot
 from .settings import CompileSettings
+from .tracebacks import export_error_message, first_lines, specialisation_message
 
 BACKENDS = {"export": "torch.export", "aoti": "aotinductor"}
 
@@ -39,6 +39,8 @@ class DeploymentSession:
     ``AotiSession`` builds on it. ``open_deployment`` picks the class for a target."""
 
     cudagraphs = False
+    ends = True  # a deployed program serves its whole range: both ends are examples
+    diagnosable = False  # the diagnosis climbs torch.compile's stages, not export's
     noun = "exported program"
 
     def __init__(
@@ -89,6 +91,7 @@ class DeploymentSession:
         self._sizes = export_sizes(self.ranges, self.plan.static_sizes())
         example = self.plan.materialize(self._sizes, seed=0)
         self._register_outputs(module, example)
+        self._note_ignored()
         deployed = self._deploy(self._export(module, example))
         self.seconds = time.perf_counter() - start
         self.compiled = True
@@ -119,6 +122,13 @@ class DeploymentSession:
 
     def expect_replay(self, state: str | None, calls: int) -> None:
         """CUDA graphs are torch.compile's: nothing to expect of a deployed program."""
+
+    def before_example(self) -> None:
+        """The exported module shares the checked module's parameters and buffers, which
+        the check restores in place."""
+
+    def after_search(self, compiled: Callable[..., Any]) -> list[str]:
+        return self.out_of_range(compiled)
 
     # -- what only a deployment target checks ----------------------------------------------
 
@@ -154,6 +164,20 @@ class DeploymentSession:
         if low < high and low <= 2:
             return "the exported module checks lower bounds above 2 only (torch's guards)"
         return None
+
+    def _note_ignored(self) -> None:
+        """Settings that configure torch.compile, said to have no effect here."""
+        defaults = CompileSettings()
+        ignored = [
+            f"{name}={getattr(self.settings, name)!r}"
+            for name in ("backend", "dynamic", "fullgraph")
+            if getattr(self.settings, name) != getattr(defaults, name)
+        ]
+        if ignored:
+            self.notes.append(
+                f"{', '.join(ignored)} configure torch.compile: not used by the {self.target} "
+                "target (export's dims come from dims=)"
+            )
 
     def _deploy(self, program: Any) -> Callable[..., Any]:
         if self.settings.options:
@@ -202,7 +226,9 @@ class AotiSession(DeploymentSession):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # a package's buffers live inside it, out of reach of the module a check observes
+        # A package's buffers live inside it, out of reach of the module a check observes;
+        # it does not keep their in-place updates from one call to the next (measured on
+        # torch 2.13: a counter buffer reads 1 on every call), so examples stay independent.
         self.unobserved = ("buffers",)
 
     def __enter__(self) -> AotiSession:
@@ -316,76 +342,3 @@ def dynamic_shapes(module: torch.nn.Module, plan: InputPlan, dims: Mapping[str, 
     except TypeError as error:
         raise SettingsError(f"the inputs do not fit the model's forward: {error}") from None
     return {name: shape_of(value) for name, value in bound.arguments.items()}
-
-
-# -- messages --------------------------------------------------------------------------------
-
-
-def specialisation_message(error: BaseException, ranges: Mapping[str, tuple[int, int]]) -> str:
-    found = compat.violations(error)
-    lines = ["export could not keep the dims declared dynamic:"]
-    for v in found:
-        low, high = ranges.get(v.dim, (None, None))
-        if v.constant is not None:
-            kept = f" (kept only {v.dim}={v.constant})"
-        elif v.kept is not None:
-            kept_high = v.kept[1] if v.kept[1] is not None else high
-            kept = f" (kept {v.dim}=({v.kept[0]}, {kept_high}))"
-        else:
-            kept = ""
-        lines.append(f"  dims {v.dim}=({low}, {high}): {v.reason}{kept}")
-        if v.fix:
-            lines.append(f"    torch suggests: {v.fix}")
-    if not found:
-        lines.append("  " + first_lines(error))
-    lines.append(
-        "the model's code fixes or bounds these sizes (a Python branch, a view or a check on "
-        "them): make it size-generic, or declare in dims= the range it really supports"
-    )
-    return "\n".join(lines)
-
-
-def export_error_message(error: BaseException, strict: bool) -> str:
-    unknown = _UNKNOWN_OUTPUT.search(str(error))
-    if unknown:  # an output type export cannot return: say what to change, not why
-        return unknown_output_message(unknown.group(1))
-    lines = [
-        f"torch.export ({'strict' if strict else 'non-strict'}) could not trace the model:",
-        "  " + first_lines(error),
-    ]
-    frame = _export_user_frame(str(error)) or user_frame(error)
-    if frame and not frame.startswith("<"):
-        lines.append(f"  in user code: {frame}")
-    return "\n".join(lines)
-
-
-_UNKNOWN_OUTPUT = re.compile(r"Found <class '([\w.]+)'> in output, which is not a known type")
-
-
-def unknown_output_message(cls: str) -> str:
-    text = (
-        f"torch.export cannot return the model's {cls}: it is not a pytree type, so an "
-        "exported program cannot hold it; "
-    )
-    if cls.startswith("transformers."):
-        return text + (
-            "a transformers cache comes back while use_cache is on: build the model as you "
-            "would to export it, with model.config.use_cache = False"
-        )
-    return text + (
-        "return tensors (or dataclasses, lists, dicts of them), or register the type with "
-        "torch.utils._pytree.register_pytree_node"
-    )
-
-
-_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
-
-
-def _export_user_frame(text: str) -> str | None:
-    frames = [
-        f for f in _FRAME.findall(text) if not compat.in_torch(f[0]) and not f[0].startswith("<")
-    ]
-    if not frames:
-        return None
-    path, line, func, code = frames[-1]
-    return f"{path}:{line} in {func}: {code.strip()}"

@@ -159,10 +159,8 @@ class EquivalenceCheck:
         *,
         database_key: str | None = None,
         in_place: bool = False,
-        ends: bool = False,
     ) -> None:
         self.plan = plan
-        self.ends = ends  # the search always runs the range's ends (every dim at min, at max)
         self.settings = settings
         self.session = session
         self.database_key = database_key
@@ -210,9 +208,7 @@ class EquivalenceCheck:
         self.examples_run += 1
         restore(self.eager, self.state)
         restore(self.compiled_module, self.state)
-        reset_state = getattr(self.compiled, "reset_state", None)
-        if reset_state is not None:  # a deployed package keeps its own buffers
-            reset_state()
+        self.session.before_example()
         grad, device = self.settings.grad, self.settings.device
         eager = observe_eager(self.eager, self.eager, example, grad=grad, device=device)
         compiled = self.session.call(
@@ -227,7 +223,7 @@ class EquivalenceCheck:
                 fp64_run = self._fp64_run(example)
             return fp64_run.get(part)
 
-        for part in getattr(self.session, "unobserved", ()):  # out of the target's reach
+        for part in self.session.unobserved:  # out of the compiled side's reach
             eager.pop(part, None)
             compiled.pop(part, None)
         comparison = compare_runs(eager, compiled, self.settings, fp64)
@@ -292,7 +288,7 @@ class EquivalenceCheck:
                 raise _Abort(located) from error.__cause__
 
         inner: Any = one_example
-        for dims in self.plan.ends() if self.ends else ():
+        for dims in self.plan.ends() if self.session.ends else ():
             inner = hypothesis.example(self.plan.materialize(dims, seed=0))(inner)
         test = given(self.plan.strategy())(inner)
         explore = self.settings.explore and self.settings.seed is None

@@ -30,8 +30,9 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--compile-modes",
         metavar="MODES",
-        help="comma-separated torch.compile modes to check every marked test under, "
-        "e.g. default,max-autotune (default: ini compile_modes, else 'default')",
+        help="comma-separated torch.compile modes, or the deployment targets export and aoti, "
+        "to check every marked test under, e.g. default,max-autotune,aoti (default: ini "
+        "compile_modes, else 'default')",
     )
     group.addoption(
         "--compile-backend",
@@ -120,7 +121,9 @@ def add_options(parser: pytest.Parser) -> None:
         "ini compile_devices)",
     )
     parser.addini(
-        "compile_modes", "default torch.compile modes (comma-separated)", default=DEFAULT_MODE
+        "compile_modes",
+        "default torch.compile modes and deployment targets (comma-separated)",
+        default=DEFAULT_MODE,
     )
     parser.addini("compile_backend", setting_help("backend"), default=DEFAULT_BACKEND)
     parser.addini("compile_explore", setting_help("explore"), type="bool", default=False)

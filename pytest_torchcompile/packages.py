@@ -10,13 +10,14 @@ import getpass
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from . import torch_compat as compat
 from .errors import CompileFailedError
+from .tracebacks import first_lines
 
 PACKAGE_DIR = "aoti-packages"
 
@@ -46,7 +47,7 @@ class PackageCache:
 
     def load_or_build(
         self, program: Any, key: str, configs: dict[str, Any]
-    ) -> tuple[Callable[..., Any], PackageInfo]:
+    ) -> tuple[Package, PackageInfo]:
         """The loaded package, called as the model is, and what it was."""
         path = os.path.join(self.folder, f"{key[:40]}.pt2")
         try:
@@ -99,22 +100,6 @@ class Package:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         out = self.runner(*args, **kwargs)
         return compat.numbers_back(out, self.numbers) if self.numbers else out
-
-    def reset_state(self) -> None:
-        """Load the package again: buffers it updated (BatchNorm's statistics in train mode)
-        start over, as eager's do before each example (a load after the first costs ~10 ms)."""
-        self.runner = compat.aoti_load(self.path)
-
-
-_NOISE = ("Set TORCHDYNAMO_VERBOSE", "For more information", "For even more developer context")
-
-
-def first_lines(error: BaseException, count: int = 3) -> str:
-    """``Type: message``, its first lines, without torch's boilerplate."""
-    text = str(getattr(error, "msg", None) or error).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(_NOISE)]
-    head = "\n  ".join(lines[:count])
-    return f"{type(error).__name__}: {head}"
 
 
 def package_key(

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 
 from .compare import flatten
-from .compiling import user_frame
 from .devices import seed_generators
 from .errors import CompileCheckError, ModelError
 from .inputs import Example
+from .tracebacks import user_frame
 
 RNG_SEED = 20240601
 

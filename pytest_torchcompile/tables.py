@@ -116,6 +116,9 @@ def _details(r: CheckRecord) -> list[str]:
     for brk in r.graph_breaks:
         lines.append(f"  graph break: {brk.get('location') or '?'}: {brk.get('reason')}")
     lines += [f"  recompile: {reason}" for reason in r.recompiles]
+    if r.package_bytes is not None:
+        source = "loaded from the cache" if r.package_cached else "built"
+        lines.append(f"  package: {r.package_bytes} B, {source}")
     if r.eager_median is not None:
         lines.append(
             f"  medians: eager {r.eager_median * 1e3:.3f} ms, compiled "
