@@ -86,7 +86,7 @@ class DeploymentSession:
 
     def compile(self, model: Callable[..., Any]) -> Callable[..., Any]:
         """Export ``model`` with the declared dims (and build and load its package)."""
-        module = model if isinstance(model, torch.nn.Module) else _Function(model)
+        module = model if isinstance(model, torch.nn.Module) else as_module(model)
         start = time.perf_counter()
         self._sizes = export_sizes(self.ranges, self.plan.static_sizes())
         example = self.plan.materialize(self._sizes, seed=0)
@@ -276,15 +276,24 @@ def open_deployment(settings: CompileSettings, plan: InputPlan, **kwargs: Any) -
     return cls(settings, plan, **kwargs)
 
 
-class _Function(torch.nn.Module):
-    """A plain function as a module: export takes modules only."""
+def as_module(fn: Callable[..., Any]) -> torch.nn.Module:
+    """A plain function as a module (export takes modules only), whose ``forward`` has the
+    function's own signature: export maps ``dynamic_shapes`` by parameter name."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        super().__init__()
-        self.fn = fn
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin: positional inputs only
+        signature = None
+    if signature is not None:
+        own = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        forward.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[own, *signature.parameters.values()]
+        )
+    name = getattr(fn, "__name__", "function")
+    return type(f"Function_{name}", (torch.nn.Module,), {"forward": forward})()
 
 
 # -- dims ------------------------------------------------------------------------------------

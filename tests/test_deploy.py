@@ -78,6 +78,22 @@ def test_branch_at_one():
     return SqueezeOne()
 
 
+def add_sin(x, y):
+    return torch.sin(x) + y
+
+
+@compile_equivalent(inputs={"x": TensorSpec("batch", 4), "y": TensorSpec("batch", 4)},
+                    dims={"batch": (2, 9)}, examples=3, modes=("export",))
+def test_function_with_keywords():
+    return add_sin  # a plain function, its inputs by keyword: exported under its signature
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 128)], dims={"batch": (1, 64)}, strict=True,
+                    examples=3, modes=("export",))
+def test_strict():
+    return seeded(MLP)
+
+
 class Counter(torch.nn.Module):
     # updates a buffer in place: the package keeps it inside, out of the comparison
 
@@ -164,6 +180,9 @@ def test_export_and_aoti_targets(suite: pytest.Pytester) -> None:
     assert records["test_training_step[export]/equivalent"]["outcome"] == "passed", out
     for target in ("export", "aoti"):
         assert records[f"test_buffer_update[{target}]/equivalent"]["outcome"] == "passed", out
+    for name in ("test_function_with_keywords", "test_strict"):
+        assert records[f"{name}[export]/equivalent"]["outcome"] == "passed", out
+        assert f"{name}[aoti]/equivalent" not in records  # modes= keeps it to export
     buffer_notes = records["test_buffer_update[aoti]/equivalent"]["warnings"]
     assert any("buffers live inside the AOTInductor package" in w for w in buffer_notes)
     aoti = records["test_mlp[aoti]/equivalent"]
