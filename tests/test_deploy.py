@@ -380,3 +380,44 @@ def test_safe_compile_refuses_a_target() -> None:
 
     with pytest.raises(SettingsError, match="'aoti' is a deployment target"):
         safe_compile(torch.nn.Linear(2, 2), (torch.ones(1, 2),), mode="aoti")
+
+
+ENDS = """
+import torch
+from pytest_torchcompile import TensorSpec, compile_equivalent
+
+SEEN = []
+
+
+class Recorder(torch.nn.Module):
+    def forward(self, x):
+        SEEN.append(x.shape[0])  # eager's runs (export traces with symbolic sizes)
+        return x * 2
+
+
+@compile_equivalent(inputs=[TensorSpec("batch", 3)], dims={"batch": (3, 50)}, examples=1,
+                    modes=("export",))
+def test_record():
+    return Recorder()
+
+
+def test_ends_were_examples():
+    sizes = [s for s in SEEN if isinstance(s, int)]
+    assert 3 in sizes and 50 in sizes, sizes
+"""
+
+
+def test_range_ends_are_always_examples(pytester: pytest.Pytester) -> None:
+    """One drawn example, and still both ends of the range run; planted: with the ends off
+    the max is not reached."""
+    pytester.makepyfile(test_ends=ENDS)
+    run(pytester, "--compile-modes=export").assert_outcomes(passed=2)
+    pytester.makeconftest(
+        """
+        from pytest_torchcompile import deploying
+        deploying.DeploymentSession.ends = False
+        """
+    )
+    planted = run(pytester, "--compile-modes=export")
+    planted.assert_outcomes(passed=1, failed=1)
+    assert "test_ends_were_examples" in planted.stdout.str()
