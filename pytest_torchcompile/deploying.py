@@ -222,7 +222,10 @@ class AotiSession(DeploymentSession):
 
     noun = "AOTInductor package"
     input_checks = True  # AOTInductor's runtime input checks (a test turns them off)
-    _accepts_hint = f" (AOTInductor checks inputs only with {compat.RUNTIME_CHECKS_ENV}=1)"
+    _accepts_hint = (
+        f" (it ran with {compat.RUNTIME_CHECKS_ENV}=1, under which recent torch's packages "
+        "refuse sizes outside the exported range; unset, a package checks nothing)"
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -252,8 +255,9 @@ class AotiSession(DeploymentSession):
         configs = dict(self.settings.options or {})
         if self.fallback_random:  # random ops draw as eager's do, as under torch.compile
             configs.setdefault("fallback_random", True)
-        if self._lowerbound_off():
-            configs[compat.CHECK_LOWERBOUND] = False
+        switch = compat.lowerbound_switch()
+        if self._lowerbound_off() and switch is not None:
+            configs[switch] = False
         cache = PackageCache(self.cache_dir, self.package_dir)
         key = package_key(program, configs, self.test_id, self.settings.strict, self.ranges)
         deployed, self.package = cache.load_or_build(program, key, configs)

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import run
 from pytest_torchcompile import torch_compat as compat
@@ -164,6 +165,11 @@ def _sections(out: str) -> dict[str, str]:
 
 
 @pytest.mark.skipif(compat.aoti_unavailable() is not None, reason="no AOTInductor here")
+@pytest.mark.skipif(
+    torch.__version__ < "2.13",
+    reason="this torch's AOTInductor packages refused no size when measured (2.6), so its aoti "
+    "checks fail their out-of-range probe, truthfully; these verdicts are pinned on 2.13",
+)
 def test_export_and_aoti_targets(suite: pytest.Pytester) -> None:
     suite.makepyfile(test_deploy=TESTS)
     modes = "--compile-modes=export,aoti"

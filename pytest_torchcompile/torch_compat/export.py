@@ -21,6 +21,15 @@ RUNTIME_CHECKS_ENV = "AOTI_RUNTIME_CHECK_INPUTS"
 CHECK_LOWERBOUND = "aot_inductor.check_lowerbound"
 
 
+def lowerbound_switch() -> str | None:
+    """The config that turns AOTInductor's lower-bound checks off; None on a torch without
+    it (2.6, whose packages refused no size at all when measured, even with the checks'
+    environment variable set)."""
+    from .dynamo import inductor_option_names
+
+    return CHECK_LOWERBOUND if CHECK_LOWERBOUND in inductor_option_names() else None
+
+
 def user_error_type() -> type[BaseException]:
     return _first("torch.export's UserError", "torch._dynamo.exc:UserError")
 
