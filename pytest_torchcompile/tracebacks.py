@@ -23,16 +23,25 @@ _INTERNAL = (
 )
 
 
+# Lines of torch's messages that say how to get more logs, not what went wrong.
+_DYNAMO_NOISE = ("Set TORCHDYNAMO_VERBOSE", "For even more developer context")
+_NOISE = (*_DYNAMO_NOISE, "For more information")
+
+
+def head_lines(text: str, count: int = 3, noise: tuple[str, ...] = _NOISE) -> list[str]:
+    """The first ``count`` non-blank lines of a message, torch's boilerplate left out."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
+    return lines[:count]
+
+
 def describe_compile_error(error: BaseException, settings: Any) -> str:
     """Exception type, its first lines, and the user-code frame it points at."""
     text = str(error).strip()
-    noise = ("Set TORCHDYNAMO_VERBOSE", "For even more developer context")
-    lines_ = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(noise)]
-    head = "\n".join(lines_[:3])
+    head = head_lines(text, noise=_DYNAMO_NOISE)
     lines = [
         f"compiling with mode={settings.mode}, backend={settings.backend} raised "
         f"{type(error).__module__}.{type(error).__name__}:",
-        "  " + head.replace("\n", "\n  "),
+        "  " + "\n  ".join(head),
     ]
     user_frame = _user_frame(text, error)
     if user_frame:
@@ -58,15 +67,10 @@ def user_frame(error: BaseException) -> str | None:
     return None
 
 
-_NOISE = ("Set TORCHDYNAMO_VERBOSE", "For more information", "For even more developer context")
-
-
 def first_lines(error: BaseException, count: int = 3) -> str:
     """``Type: message``, its first lines, without torch's boilerplate."""
     text = str(getattr(error, "msg", None) or error).strip()
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(_NOISE)]
-    head = "\n  ".join(lines[:count])
-    return f"{type(error).__name__}: {head}"
+    return f"{type(error).__name__}: " + "\n  ".join(head_lines(text, count))
 
 
 # -- torch.export's errors -------------------------------------------------------------
