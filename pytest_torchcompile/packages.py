@@ -61,7 +61,7 @@ class PackageCache:
         values = compat.user_output_values(program)
         scalars = (int, float, bool, torch.SymInt, torch.SymFloat, torch.SymBool)
         numbers = [i for i, v in enumerate(values) if isinstance(v, scalars)]
-        return Package(path, runner, numbers), info
+        return Package(runner, numbers), info
 
     def _load_or_build(self, program: Any, path: str, configs: dict[str, Any]) -> tuple[Any, bool]:
         if os.path.exists(path):
@@ -92,8 +92,7 @@ class Package:
     """A loaded package, called as the model is: numbers it returns come back as numbers
     (AOTInductor hands them back as 0-dim tensors)."""
 
-    def __init__(self, path: str, runner: Any, numbers: list[int]) -> None:
-        self.path = path
+    def __init__(self, runner: Any, numbers: list[int]) -> None:
         self.runner = runner
         self.numbers = numbers
 
