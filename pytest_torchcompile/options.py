@@ -24,6 +24,8 @@ from .settings import (
     setting_help,
 )
 
+_DEFAULTS = CompileSettings()  # the declared defaults the help and ini text quote
+
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("torchcompile", "torch.compile checks (pytest-torchcompile)")
@@ -43,7 +45,8 @@ def add_options(parser: pytest.Parser) -> None:
         "--compile-examples",
         type=int,
         metavar="N",
-        help=f"{setting_help('examples')}; overrides the markers' examples= (default 20)",
+        help=f"{setting_help('examples')}; overrides the markers' examples= (default "
+        f"{_DEFAULTS.examples})",
     )
     group.addoption(
         "--compile-report",
@@ -130,7 +133,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("compile_threads", setting_help("threads"), default="")
     parser.addini("compile_cache_artifacts", "file of portable compile-cache artifacts", default="")
     parser.addini("compile_devices", "CUDA devices for xdist workers: auto or a list", default="")
-    parser.addini("compile_diagnose", setting_help("diagnose"), default="auto")
+    parser.addini("compile_diagnose", setting_help("diagnose"), default=_DEFAULTS.diagnose)
 
 
 def read_state(config: pytest.Config) -> PluginState:
